@@ -1,0 +1,98 @@
+"""The axedge dataset format: schemas, quality codes and layout constants (format version 1).
+
+The full written specification is ``docs/dataset-format.md``. This module is its executable
+half: the writer, the reader helpers and the agent all take their schemas from here.
+
+Two schemas matter:
+
+* :data:`SAMPLE_SCHEMA` is the *input* of the raw writer (and what the agent's durable buffer
+  stores): integer signal ids, nanosecond timestamps. It is an internal exchange format.
+* :data:`RAW_FILE_SCHEMA` is what lands in the raw Parquet files: the signal key as a
+  dictionary column, microsecond UTC timestamps (nanosecond timestamps trip older Spark and
+  Athena readers), the value, the text value, and the quality code. ``asset`` and ``date`` are
+  Hive partition directories, not columns in the files.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import IntEnum
+
+import pyarrow as pa
+
+FORMAT_NAME = "axedge-dataset"
+FORMAT_VERSION = 1
+
+#: Directory names inside a dataset root. Names starting with ``_`` are ignored by
+#: ``pyarrow.dataset`` (``ignore_prefixes``) and are not matched by ``**/*.parquet`` globs
+#: (staged files end in ``.tmp``), so readers without axedge see only committed data.
+META_DIR = "_axedge"
+STAGING_DIR = "_staging"
+QUARANTINE_DIR = "_quarantine"
+RAW_DIR = "raw"
+
+TS_NS_UTC = pa.timestamp("ns", tz="UTC")
+TS_US_UTC = pa.timestamp("us", tz="UTC")
+
+SAMPLE_SCHEMA = pa.schema(
+    [
+        pa.field("signal_id", pa.int32(), nullable=False),
+        pa.field("source_time", TS_NS_UTC, nullable=False),
+        pa.field("server_time", TS_NS_UTC, nullable=True),
+        pa.field("receive_time", TS_NS_UTC, nullable=False),
+        pa.field("value", pa.float64(), nullable=True),
+        pa.field("value_text", pa.string(), nullable=True),
+        pa.field("quality", pa.uint32(), nullable=False),
+    ],
+    metadata={b"axedge.schema": b"samples/1"},
+)
+
+RAW_FILE_SCHEMA = pa.schema(
+    [
+        pa.field("time", TS_US_UTC, nullable=False),
+        pa.field("signal", pa.dictionary(pa.int32(), pa.string()), nullable=False),
+        pa.field("value", pa.float64(), nullable=True),
+        pa.field("value_text", pa.string(), nullable=True),
+        pa.field("quality", pa.uint32(), nullable=False),
+        pa.field("server_time", TS_US_UTC, nullable=True),
+        pa.field("receive_time", TS_US_UTC, nullable=False),
+    ],
+    metadata={b"axedge.format": f"{FORMAT_NAME}/{FORMAT_VERSION}".encode(), b"axedge.layer": b"raw"},
+)
+
+
+class Quality(IntEnum):
+    """Quality codes are OPC UA StatusCodes (uint32). The top two bits give the severity:
+    ``00`` good, ``01`` uncertain, ``10`` bad. Modbus and MQTT failures map onto the same codes so
+    one column means the same thing whatever the protocol."""
+
+    GOOD = 0x00000000
+    UNCERTAIN = 0x40000000
+    UNCERTAIN_LAST_USABLE_VALUE = 0x40900000
+    BAD = 0x80000000
+    BAD_DECODING_ERROR = 0x80070000
+    BAD_TIMEOUT = 0x800A0000
+    BAD_COMMUNICATION_ERROR = 0x80050000
+    BAD_NO_COMMUNICATION = 0x80310000
+    BAD_WAITING_FOR_INITIAL_DATA = 0x80320000
+    BAD_OUT_OF_RANGE = 0x803C0000
+    BAD_NOT_CONNECTED = 0x808A0000
+
+
+def severity(code: int) -> str:
+    """``good``, ``uncertain`` or ``bad`` for an OPC UA style status code."""
+    top = (int(code) >> 30) & 0b11
+    return {0: "good", 1: "uncertain"}.get(top, "bad")
+
+
+_SLUG_BAD = re.compile(r"[^A-Za-z0-9_.\-]+")
+
+
+def asset_partition_value(asset_path: str) -> str:
+    """The Hive partition value for an asset path: ``site/area/line`` -> ``site.area.line``.
+
+    Only ``[A-Za-z0-9_.-]`` survive so the directory name needs no URL escaping in any reader.
+    """
+    parts = [p for p in asset_path.strip("/").split("/") if p]
+    slug = ".".join(_SLUG_BAD.sub("_", p) for p in parts)
+    return slug or "_unassigned"

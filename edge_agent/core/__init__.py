@@ -1,0 +1,1 @@
+"""Core of the agent: sample chunks, bounded channels and the batcher."""
