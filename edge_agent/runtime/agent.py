@@ -1,0 +1,293 @@
+"""The Agent: sinks -> core -> connectors, one asyncio TaskGroup, orderly shutdown.
+
+Start order is sinks (open datasets, recover, replay buffers), then the core (channel and
+batcher), then connectors; shutdown is the reverse inside ``agent.shutdown_deadline_secs``:
+connectors stop, the channel is drained, the last batch flushed into the buffers, the sinks drain
+their buffers and commit every open file (Telegraf ``agent/agent.go``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from connectors.base import ConnectorContext, ConnectorMetrics
+from connectors.registry import connector_factory
+from edge_agent.buffer import open_buffer
+from edge_agent.config.models import AgentConfig, BufferKind
+from edge_agent.core.batcher import Batcher, BatchPolicy
+from edge_agent.core.channel import BoundedChannel, ChannelClosed
+from edge_agent.errors import AxedgeError, DatasetError
+from edge_agent.metrics import AgentMetrics
+from edge_agent.quarantine import Quarantine
+from edge_agent.runtime.backoff import Backoff
+from edge_agent.runtime.running import RunningConnector, StartupFailed
+from edge_agent.runtime.sink_runner import SinkRunner
+from edge_agent.signals import SignalCatalog
+from edge_agent.sinks.base import SinkContext, SinkMetrics
+from edge_agent.sinks.registry import sink_factory
+
+log = logging.getLogger("axedge.agent")
+
+
+def config_hash(config: AgentConfig) -> str:
+    """sha256 of the validated config (secrets excluded: SecretStr dumps masked)."""
+    blob = json.dumps(config.model_dump(mode="json"), sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+@dataclass
+class RunResult:
+    received: int = 0
+    committed: int = 0
+    dropped: int = 0
+    errors: int = 0
+    elapsed_secs: float = 0.0
+    connectors: dict[str, str] = field(default_factory=dict)
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, *, config_path: Path | None = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.metrics = AgentMetrics()
+        self.catalog = SignalCatalog()
+        self.started = asyncio.Event()
+        self.running: list[RunningConnector] = []
+        self.sink_runners: list[SinkRunner] = []
+        self.channel: BoundedChannel | None = None
+        self.http_port: int | None = None
+        self._stop = asyncio.Event()
+        self._deadline: float | None = None
+        self._t0 = time.monotonic()
+
+    # ------------------------------------------------------------------ control
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def health(self) -> dict[str, Any]:
+        conns = {rc.name: rc.state for rc in self.running}
+        sinks = {sr.sink_id: sr.state for sr in self.sink_runners}
+        ok = all(s == "connected" for s in sinks.values()) and all(s in ("connected", "stopped") for s in conns.values())
+        return {
+            "status": "ok" if ok else "degraded",
+            "connectors": conns,
+            "sinks": sinks,
+            "buffer_rows": {sr.sink_id: sr.buffer.rows for sr in self.sink_runners},
+            "received": self.metrics.total_received(),
+            "committed": self.metrics.total_committed(),
+            "dropped": self.metrics.total_dropped(),
+            "errors": self.metrics.total_errors(),
+            "uptime_secs": round(time.monotonic() - self._t0, 1),
+        }
+
+    # ------------------------------------------------------------------ building
+    def _build_sinks(self) -> None:
+        cfg = self.config
+        chash = config_hash(cfg)
+        for scfg in cfg.effective_sinks():
+            smetrics = SinkMetrics()
+            self.metrics.sinks[scfg.id] = smetrics
+            ctx = SinkContext(
+                sink_id=scfg.id,
+                catalog=self.catalog,
+                agent_id=cfg.agent.id,
+                data_dir=Path(cfg.agent.data_dir),
+                state_dir=Path(cfg.agent.state_dir),
+                config_hash=chash,
+                metrics=smetrics,
+                log=logging.getLogger(f"axedge.sink.{scfg.id}"),
+            )
+            sink = sink_factory(scfg.type)(scfg, ctx)
+            b = cfg.buffer
+            path = Path(cfg.agent.state_dir) / "buffers" / f"{scfg.id}.sqlite" if b.kind is BufferKind.sqlite else None
+            buf = open_buffer(
+                b.kind.value,
+                path,
+                max_bytes=int(b.max_bytes),
+                when_full=b.when_full,
+                fsync=b.fsync.value,
+                on_drop=lambda rows, reason, _m=smetrics: _m.count_dropped(rows, reason),
+            )
+            runner = SinkRunner(scfg.id, sink, buf, max_rows_per_tx=max(cfg.core.batch.max_rows * 4, 100_000))
+            self.metrics.buffers[scfg.id] = lambda _b=buf: (_b.rows, _b.nbytes)
+            self.sink_runners.append(runner)
+
+    def _build_connectors(self) -> None:
+        cfg = self.config
+        quarantine = Quarantine(Path(cfg.agent.state_dir) / "quarantine")
+        for ccfg in cfg.connectors:
+            if not ccfg.enabled:
+                continue
+            cm = ConnectorMetrics()
+            self.metrics.connectors[ccfg.id] = cm
+            ctx = ConnectorContext(
+                connector_id=ccfg.id,
+                catalog=self.catalog,
+                send=self._send,
+                metrics=cm,
+                state_dir=Path(cfg.agent.state_dir) / "connectors" / ccfg.id,
+                quarantine_sink=quarantine,
+                log=logging.getLogger(f"axedge.connector.{ccfg.id}"),
+            )
+            units = connector_factory(ccfg.type)(ccfg, ctx)
+            for unit in units:
+                rc = RunningConnector(
+                    unit,
+                    on_startup_error=ccfg.on_startup_error,
+                    backoff=Backoff(ccfg.backoff_initial_secs, ccfg.backoff_max_secs),
+                    on_reconnect=lambda _id=ccfg.id: self.metrics.reconnects.labels(_id).inc(),
+                )
+                self.metrics.states[unit.name] = lambda _rc=rc: _rc.state
+                self.running.append(rc)
+
+    async def _send(self, chunk) -> bool:
+        return await self.channel.send(chunk)
+
+    # ------------------------------------------------------------------ core
+    async def _core(self) -> None:
+        bc = self.config.core.batch
+        batcher = Batcher(BatchPolicy(bc.max_rows, int(bc.max_bytes), bc.max_age_secs))
+        ch = self.channel
+        while True:
+            try:
+                chunk = await ch.recv(batcher.until_next())
+            except ChannelClosed:
+                break
+            if chunk is not None:
+                full = batcher.add(chunk)
+                while not full:
+                    nxt = ch.recv_nowait()
+                    if nxt is None:
+                        break
+                    full = batcher.add(nxt)
+            reason = batcher.due()
+            if reason:
+                await self._flush(batcher, reason)
+        await self._flush(batcher, "shutdown")
+
+    async def _flush(self, batcher: Batcher, reason: str) -> None:
+        flushed = batcher.flush(reason)
+        if flushed is None:
+            return
+        self.metrics.flushes.labels(flushed.reason).inc()
+        self.metrics.batch_rows.inc(flushed.batch.num_rows)
+        for sr in self.sink_runners:
+            await sr.put(flushed.batch, deadline=self._deadline)
+        for cb in flushed.callbacks:
+            try:
+                cb()
+            except Exception as exc:  # noqa: BLE001 - an ack callback must not stop the core; counted
+                self.metrics.count_dropped("core", "ack_callback_failed", 0)
+                log.warning("durability callback failed", extra={"error": repr(exc)})
+
+    @staticmethod
+    async def _supervise(rc: RunningConnector) -> StartupFailed | None:
+        """Run one unit; a startup failure is returned (not raised) so the agent can shut down
+        in order, flushing what other connectors delivered, before reporting it."""
+        try:
+            await rc.run()
+        except StartupFailed as exc:
+            return exc
+        return None
+
+    # ------------------------------------------------------------------ run
+    async def run(self, duration_secs: float | None = None, *, install_signals: bool = False) -> RunResult:
+        cfg = self.config
+        self._t0 = time.monotonic()
+        for d in (cfg.agent.state_dir,):
+            try:
+                Path(d).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatasetError(f"cannot create state directory {d}: {exc.strerror}",
+                                   hint="create it or point agent.state_dir at a writable path") from exc
+        self.channel = BoundedChannel(
+            cfg.core.channel_max_chunks,
+            cfg.core.channel_max_rows,
+            cfg.core.when_full,
+            on_drop=lambda rows, reason: self.metrics.count_dropped("channel", reason, rows),
+        )
+        self._build_sinks()
+        # 1. sinks: open datasets, recover, replay
+        for sr in self.sink_runners:
+            await sr.open()
+        self._build_connectors()
+        loop = asyncio.get_running_loop()
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.request_stop)
+        http = None
+        if cfg.agent.http.enabled:
+            from edge_agent.runtime.http import serve_http
+
+            http = await serve_http(self, cfg.agent.http.listen_host, cfg.agent.http.listen_port)
+            self.http_port = http.sockets[0].getsockname()[1]
+        self.metrics.up.set(1)
+        failure: BaseException | None = None
+        try:
+            async with asyncio.TaskGroup() as tg:
+                sink_tasks = [tg.create_task(sr.run(lambda: self._deadline), name=f"sink:{sr.sink_id}") for sr in self.sink_runners]
+                core_task = tg.create_task(self._core(), name="core")
+                conn_tasks = [tg.create_task(self._supervise(rc), name=f"connector:{rc.name}") for rc in self.running]
+                self.started.set()
+                log.info("agent started", extra={"connectors": len(self.running), "sinks": len(self.sink_runners),
+                                                 "http_port": self.http_port})
+                stop_wait = asyncio.create_task(self._stop.wait())
+                waiters = [stop_wait, *conn_tasks]
+                try:
+                    timeout = duration_secs
+                    pending = set(waiters)
+                    while True:
+                        done, pending = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                        if stop_wait in done or not done:
+                            break
+                        for t in done:
+                            if isinstance(t.result(), StartupFailed):
+                                failure = t.result()
+                        if failure is not None or not (pending - {stop_wait}):
+                            break
+                        if duration_secs is not None:
+                            timeout = max(0.0, duration_secs - (time.monotonic() - self._t0))
+                finally:
+                    stop_wait.cancel()
+                # ---- shutdown, reverse order, inside the deadline
+                self._deadline = time.monotonic() + cfg.agent.shutdown_deadline_secs
+                log.info("agent stopping", extra={"deadline_secs": cfg.agent.shutdown_deadline_secs})
+                for t in conn_tasks:
+                    t.cancel()
+                await asyncio.gather(*conn_tasks, return_exceptions=True)
+                self.channel.close()
+                await core_task
+                for sr in self.sink_runners:
+                    sr.stop()
+                await asyncio.gather(*sink_tasks)
+        finally:
+            for sr in self.sink_runners:
+                try:
+                    await sr.sink.aclose()
+                except AxedgeError as exc:
+                    log.error("sink close failed", extra={"sink": sr.sink_id, "error": str(exc)})
+                sr.buffer.close()
+            if http is not None:
+                http.close()
+            self.metrics.up.set(0)
+            if install_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+        if isinstance(failure, BaseException):
+            raise failure
+        return RunResult(
+            received=self.metrics.total_received(),
+            committed=self.metrics.total_committed(),
+            dropped=self.metrics.total_dropped(),
+            errors=self.metrics.total_errors(),
+            elapsed_secs=time.monotonic() - self._t0,
+            connectors={rc.name: rc.state for rc in self.running},
+        )

@@ -1,0 +1,143 @@
+"""SinkRunner: moves batches from one sink's durable buffer into the sink, transactionally."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pyarrow as pa
+
+from edge_agent.buffer.base import Buffer, Tx
+from edge_agent.errors import BufferFull
+from edge_agent.runtime.backoff import Backoff
+from edge_agent.sinks.base import Sink
+
+log = logging.getLogger("axedge.runtime")
+
+
+class SinkRunner:
+    def __init__(self, sink_id: str, sink: Sink, buffer: Buffer, *, max_rows_per_tx: int = 500_000) -> None:
+        self.sink_id = sink_id
+        self.sink = sink
+        self.buffer = buffer
+        self.max_rows_per_tx = max_rows_per_tx
+        self.state = "starting"
+        self.last_error: str | None = None
+        self._data = asyncio.Event()
+        self._space = asyncio.Event()
+        self._stopping = False
+        self._backoff = Backoff(0.5, 30.0)
+
+    async def open(self) -> None:
+        watermarks = await self.sink.open()
+        for bid, seq in watermarks.items():
+            skipped = await asyncio.to_thread(self.buffer.ack_through, bid, seq)
+            if skipped:
+                log.info("skipped batches already committed before a restart",
+                         extra={"sink": self.sink_id, "rows": skipped, "through_seq": seq})
+        if self.buffer.rows:
+            log.info("replaying buffered data", extra={"sink": self.sink_id, "rows": self.buffer.rows})
+            self._data.set()
+        self.state = "connected"
+
+    async def put(self, batch: pa.RecordBatch, deadline: float | None = None) -> bool:
+        """Store ``batch`` in the buffer; with ``when_full=block`` wait for room (back-pressure).
+        Returns False if the batch was dropped (counted by the buffer's policy or at deadline)."""
+        while True:
+            try:
+                seq = await asyncio.to_thread(self.buffer.put, batch)
+                self._data.set()
+                return seq is not None
+            except BufferFull:
+                if deadline is not None and time.monotonic() > deadline:
+                    self.buffer.on_drop(batch.num_rows, "shutdown_deadline")
+                    return False
+                self._space.clear()
+                try:
+                    await asyncio.wait_for(self._space.wait(), 0.5)
+                except TimeoutError:
+                    pass
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._data.set()
+
+    async def run(self, deadline_fn=lambda: None) -> None:
+        """Drain the buffer into the sink until stopped; on stop, drain what is left (within the
+        deadline), commit, close."""
+        pending: list[Tx] = []
+        try:
+            while True:
+                if self._stopping:
+                    dl = deadline_fn()
+                    if dl is not None and time.monotonic() > dl:
+                        break
+                tx = await asyncio.to_thread(self.buffer.begin, self.max_rows_per_tx)
+                if tx is None:
+                    if pending and (self._stopping or self.sink.commit_due()):
+                        pending = await self._commit(pending)
+                        continue
+                    if self._stopping:
+                        break
+                    self._data.clear()
+                    wait = self.sink.until_commit() if pending else None
+                    try:
+                        await asyncio.wait_for(self._data.wait(), 1.0 if wait is None else max(0.01, min(wait, 1.0)))
+                    except TimeoutError:
+                        pass
+                    if pending and self.sink.commit_due():
+                        pending = await self._commit(pending)
+                    continue
+                pending.append(tx)
+                try:
+                    for seq, batch in zip(tx.seqs, tx.batches, strict=True):
+                        await self.sink.write(self.buffer.buffer_id, seq, batch)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - sink boundary: reject and retry
+                    pending = await self._fail(pending, exc)
+                    continue
+                if self.sink.commit_due():
+                    pending = await self._commit(pending)
+            if pending:
+                pending = await self._commit(pending)
+        finally:
+            for tx in pending:
+                if not tx.done:
+                    self.buffer.end(tx, accept=False)
+            self.state = "stopped"
+
+    async def _commit(self, pending: list[Tx]) -> list[Tx]:
+        try:
+            await self.sink.commit()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            return await self._fail(pending, exc)
+        for tx in pending:
+            await asyncio.to_thread(self.buffer.end, tx, True)
+        self._space.set()
+        self._backoff.reset()
+        self.state = "connected"
+        self.last_error = None
+        return []
+
+    async def _fail(self, pending: list[Tx], exc: Exception) -> list[Tx]:
+        self.state = "failing"
+        self.last_error = str(exc)
+        self.sink.ctx.metrics.count_error(type(exc).__name__)
+        try:
+            await self.sink.abort()
+        except Exception as abort_exc:  # noqa: BLE001
+            log.warning("sink abort failed", extra={"sink": self.sink_id, "error": str(abort_exc)})
+        for tx in pending:
+            self.buffer.end(tx, accept=False)
+        delay = self._backoff.next_delay()
+        log.warning("sink failed; data stays in the buffer and is retried",
+                    extra={"sink": self.sink_id, "error": str(exc), "retry_in_secs": round(delay, 2)})
+        if not self._stopping:
+            await asyncio.sleep(delay)
+        else:
+            await asyncio.sleep(min(delay, 1.0))
+        return []
