@@ -31,6 +31,14 @@ STAGING_DIR = "_staging"
 QUARANTINE_DIR = "_quarantine"
 RAW_DIR = "raw"
 
+MANIFEST_FILE = "manifest.jsonl"
+DATASET_FILE = "dataset.json"
+CATALOG_PARQUET = "signals.parquet"
+CATALOG_JSON = "signals.json"
+STAGED_SUFFIX = ".tmp"
+#: Asset partition of rows whose signal id is not in the catalog (signal key ``unknown/<id>``).
+UNKNOWN_PARTITION = "_unknown"
+
 TS_NS_UTC = pa.timestamp("ns", tz="UTC")
 TS_US_UTC = pa.timestamp("us", tz="UTC")
 
@@ -59,6 +67,27 @@ RAW_FILE_SCHEMA = pa.schema(
     ],
     metadata={b"axedge.format": f"{FORMAT_NAME}/{FORMAT_VERSION}".encode(), b"axedge.layer": b"raw"},
 )
+
+
+class DatasetError(Exception):
+    """The dataset directory is unusable (unwritable, full, corrupt manifest, missing file).
+
+    ``path`` names the file or directory at fault and ``hint`` says what to do. ``transient`` is
+    True when retrying later may succeed (disk momentarily full, I/O error while writing); the
+    rows in flight were not committed and are replayed by the caller. ``dataset_builder`` does
+    not import ``edge_agent``; the agent's sink translates this into its own error tree.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, hint: str | None = None,
+                 transient: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+        self.hint = hint
+        self.transient = transient
+
+    def __str__(self) -> str:
+        return f"{self.message} (hint: {self.hint})" if self.hint else self.message
 
 
 class Quality(IntEnum):

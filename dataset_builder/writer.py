@@ -1,0 +1,725 @@
+"""The raw dataset writer: SAMPLE_SCHEMA batches in, committed Hive-partitioned Parquet out.
+
+Layout (see ``docs/dataset-format.md``)::
+
+    <root>/raw/asset=<asset partition>/date=YYYY-MM-DD/part-<utc ts>-<uuid8>.parquet
+    <root>/_staging/part-....parquet.tmp         files being written (never read)
+    <root>/_quarantine/                           staged files of commits that never happened
+    <root>/_axedge/manifest.jsonl                 one line per commit: the commit point
+    <root>/_axedge/dataset.json, signals.parquet, signals.json
+
+Rows are routed to (asset partition, UTC date of source_time) with numpy: a lookup array maps
+signal id -> partition, one stable radix sort groups the rows, and zero-copy slices go to one
+open file per partition. All open files form one commit group; a commit records, per buffer id,
+the contiguous range of batch sequence numbers it holds, so :meth:`RawDatasetWriter.open`
+returns watermarks and replays of committed batches are skipped (exactly once).
+
+Not thread-safe: call it from one thread (the agent runs it in one worker thread).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dataset_builder import catalog as catalog_mod
+from dataset_builder import manifest as mf
+from dataset_builder.format import (
+    DATASET_FILE,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    MANIFEST_FILE,
+    META_DIR,
+    QUARANTINE_DIR,
+    RAW_DIR,
+    RAW_FILE_SCHEMA,
+    SAMPLE_SCHEMA,
+    STAGED_SUFFIX,
+    STAGING_DIR,
+    TS_US_UTC,
+    UNKNOWN_PARTITION,
+    DatasetError,
+    asset_partition_value,
+)
+
+log = logging.getLogger("axedge.dataset")
+
+NS_PER_DAY = 86_400 * 1_000_000_000
+_DICT_TYPE = RAW_FILE_SCHEMA.field("signal").type
+_SPACE_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+@dataclass
+class WriterStats:
+    """Counters for the agent's metrics."""
+
+    rows_written: int = 0  # accepted into the pending commit group
+    rows_committed: int = 0
+    files_committed: int = 0
+    commits: int = 0
+    unknown_signal_rows: int = 0  # rows whose signal id was not in the catalog (kept as unknown/<id>)
+    skipped_batches: int = 0  # replays of already committed seqs
+    skipped_rows: int = 0
+    aborted_rows: int = 0
+    quarantined_files: int = 0
+    rolled_forward_files: int = 0
+    torn_manifest_tails: int = 0
+
+
+@dataclass
+class _File:
+    """One staged Parquet file of the pending commit group."""
+
+    asset: str
+    date: str
+    rel: str  # final path relative to root
+    staged: Path
+    writer: pq.ParquetWriter | None = None
+    sink: pa.NativeFile | None = None
+    pieces: list[pa.RecordBatch] = field(default_factory=list)
+    buffered_rows: int = 0
+    buffered_bytes: int = 0
+    rows: int = 0  # written to the file (flushed)
+    written_bytes: int = 0
+    flushed_nbytes: int = 0  # uncompressed Arrow bytes flushed (for the compression ratio)
+    time_min: int = 1 << 62
+    time_max: int = -(1 << 62)
+    seen: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # signal ids present
+    closed: bool = False
+
+    @property
+    def total_rows(self) -> int:
+        return self.rows + self.buffered_rows
+
+    def est_bytes(self) -> float:
+        ratio = self.written_bytes / self.flushed_nbytes if self.flushed_nbytes else 1.0
+        return self.written_bytes + self.buffered_bytes * ratio
+
+
+class RawDatasetWriter:
+    """Writes the raw layer of an axedge dataset with crash-safe, idempotent commits."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        max_file_rows: int = 5_000_000,
+        max_file_bytes: int = 128 << 20,
+        max_file_age_secs: float = 60.0,
+        compression: str = "zstd",
+        compression_level: int | None = None,
+        provenance: dict | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        row_group_rows: int = 1 << 18,
+        max_buffer_bytes: int = 64 << 20,
+    ) -> None:
+        if max_file_rows < 1 or max_file_bytes < 1 or max_file_age_secs <= 0:
+            raise ValueError("max_file_rows, max_file_bytes and max_file_age_secs must be positive")
+        self.root = Path(root)
+        self.max_file_rows = int(max_file_rows)
+        self.max_file_bytes = int(max_file_bytes)
+        self.max_file_age_secs = float(max_file_age_secs)
+        self.compression = None if compression in (None, "none") else compression
+        self.compression_level = compression_level
+        self.provenance = dict(provenance or {})
+        self._clock = clock
+        self._rg_rows = max(1, min(int(row_group_rows), self.max_file_rows))
+        self.max_buffer_bytes = int(max_buffer_bytes)
+        self.stats = WriterStats()
+        #: what open() found and repaired (for logs and ``axedge dataset describe``)
+        self.recovery: dict[str, Any] = {}
+
+        self._opened = False
+        self._watermarks: dict[str, int] = {}
+        # routing: signal id -> partition index / code in that partition's dictionary
+        self._part_of = np.zeros(0, dtype=np.int32)
+        self._code_of = np.zeros(0, dtype=np.int32)
+        self._partitions: list[str] = []
+        self._part_index: dict[str, int] = {}
+        self._keys: list[list[str]] = []  # per partition: signal keys (dictionary values)
+        self._dict_cache: dict[int, pa.Array] = {}
+        self._unknown_ids: set[int] = set()
+        # catalog rows by key: stored (on disk) and current (to write at next commit)
+        self._catalog_rows: dict[str, dict[str, Any]] = {}
+        self._catalog_digest: str | None = None
+        # the pending commit group
+        self._open_files: dict[tuple[str, int], _File] = {}  # (asset partition, day) -> file
+        self._files: list[_File] = []
+        self._pending_seqs: dict[str, list[int]] = {}
+        self._first_write_at: float | None = None
+        self._buffered_total = 0
+        self._unfinished: list[tuple[Path, Path]] = []  # committed, rename still to do
+        self._known_dirs: set[Path] = set()
+        self._schema = RAW_FILE_SCHEMA
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def open(self) -> dict[str, int]:
+        """Create the directories, check they are writable, recover; return the watermarks."""
+        for d in (self.root, self._raw, self._meta, self._staging, self._quarantine):
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise self._unusable(d, exc) from exc
+        probe = self._staging / f".probe-{uuid.uuid4().hex[:8]}"
+        try:
+            with open(probe, "wb") as f:
+                f.write(b"axedge")
+                f.flush()
+                os.fsync(f.fileno())
+            probe.unlink()
+        except OSError as exc:
+            raise self._unusable(self._staging, exc) from exc
+        self._write_dataset_json()
+        self._recover()
+        stored = catalog_mod.load(self.root)
+        self._catalog_rows = {**{r["key"]: r for r in stored}, **self._catalog_rows}
+        self._catalog_digest = catalog_mod.digest(stored)
+        self._schema = RAW_FILE_SCHEMA.with_metadata(
+            {**RAW_FILE_SCHEMA.metadata, b"axedge.provenance": json.dumps(self.provenance, sort_keys=True).encode()}
+        )
+        self._opened = True
+        return dict(self._watermarks)
+
+    def close(self) -> None:
+        """Commit what is pending and release files. Uncommitted data is dropped on failure."""
+        if not self._opened:
+            return
+        try:
+            self.commit()
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            self._opened = False
+
+    # ------------------------------------------------------------------ catalog
+
+    def set_catalog(self, records: list[dict]) -> None:
+        """Install the signal catalog (agent records with run-local ``id``). Written at commit."""
+        max_id = max((int(r["id"]) for r in records), default=-1)
+        part_of = np.full(max_id + 1, -1, dtype=np.int32)
+        code_of = np.zeros(max_id + 1, dtype=np.int32)
+        partitions: list[str] = []
+        part_index: dict[str, int] = {}
+        keys: list[list[str]] = []
+        for r in sorted(records, key=lambda r: int(r["id"])):
+            part = r.get("asset_partition") or asset_partition_value(r["asset"])
+            p = part_index.get(part)
+            if p is None:
+                p = part_index[part] = len(partitions)
+                partitions.append(part)
+                keys.append([])
+            part_of[int(r["id"])] = p
+            code_of[int(r["id"])] = len(keys[p])
+            keys[p].append(r["key"])
+            self._catalog_rows[r["key"]] = catalog_mod.normalize({**r, "asset_partition": part})
+        self._part_of, self._code_of = part_of, code_of
+        self._partitions, self._part_index, self._keys = partitions, part_index, keys
+        self._dict_cache.clear()
+        # Buffered pieces carry their own dictionary, so open files need no change. Ids still
+        # missing from the new catalog stay unknown.
+        still = [i for i in self._unknown_ids if i > max_id or part_of[i] < 0]
+        self._unknown_ids = set()
+        self._register_unknown(np.array(sorted(still), dtype=np.int64))
+
+    # ------------------------------------------------------------------ writing
+
+    def write(self, buffer_id: str, seq: int, batch: pa.RecordBatch) -> None:
+        """Add one batch (SAMPLE_SCHEMA). Batches with ``seq`` at or below the committed watermark
+        of ``buffer_id`` are replays and are skipped."""
+        self._check_open()
+        seq = int(seq)
+        mark = self._watermarks.get(buffer_id)
+        if mark is not None and seq <= mark:
+            self.stats.skipped_batches += 1
+            self.stats.skipped_rows += batch.num_rows
+            return
+        rng = self._pending_seqs.get(buffer_id)
+        if rng is not None and seq <= rng[1]:
+            raise ValueError(f"seq {seq} of buffer {buffer_id!r} is not above the pending seq {rng[1]}")
+        if batch.num_rows:
+            try:
+                self._route(batch)
+            except OSError as exc:
+                raise self._io_error(self._staging, exc, "writing a staged file") from exc
+        if rng is None:
+            self._pending_seqs[buffer_id] = [seq, seq]
+        else:
+            rng[1] = seq
+        if self._first_write_at is None:
+            self._first_write_at = self._clock()
+        self.stats.rows_written += batch.num_rows
+
+    def commit_due(self) -> bool:
+        """True when a file reached its row or byte limit or the oldest pending write is too old."""
+        if any(f.closed for f in self._files):
+            return True
+        return self._first_write_at is not None and self._clock() - self._first_write_at >= self.max_file_age_secs
+
+    def until_commit(self) -> float | None:
+        """Seconds until the age limit makes a commit due (None: nothing pending)."""
+        if self._first_write_at is None:
+            return None
+        if any(f.closed for f in self._files):
+            return 0.0
+        return max(0.0, self._first_write_at + self.max_file_age_secs - self._clock())
+
+    # ------------------------------------------------------------------ routing
+
+    def _route(self, batch: pa.RecordBatch) -> None:
+        if batch.schema.names != SAMPLE_SCHEMA.names:
+            raise ValueError(f"batch columns {batch.schema.names} are not SAMPLE_SCHEMA {SAMPLE_SCHEMA.names}")
+        n = batch.num_rows
+        sid = np.asarray(batch.column(0).to_numpy(zero_copy_only=False), dtype=np.int64)
+        if sid.min() < 0:
+            raise ValueError("negative signal id in batch")
+        if sid.max() >= self._part_of.shape[0]:
+            self._grow(int(sid.max()) + 1)
+        pidx = self._part_of[sid]
+        if (pidx < 0).any():
+            self._register_unknown(np.unique(sid[pidx < 0]))
+            pidx = self._part_of[sid]
+        if self._unknown_ids:
+            self.stats.unknown_signal_rows += int(np.count_nonzero(pidx == self._part_index[UNKNOWN_PARTITION]))
+        src_ns = np.asarray(batch.column(1).to_numpy(zero_copy_only=False)).view(np.int64)
+        day = src_ns // NS_PER_DAY
+        raw = pa.RecordBatch.from_arrays(
+            [
+                pa.array(src_ns // 1000, type=pa.int64()).view(TS_US_UTC),
+                pa.nulls(n, type=pa.int32()),  # replaced per piece by the dictionary column
+                batch.column(4),
+                batch.column(5),
+                batch.column(6),
+                batch.column(2).cast(TS_US_UTC, safe=False),
+                batch.column(3).cast(TS_US_UTC, safe=False),
+            ],
+            names=RAW_FILE_SCHEMA.names,
+        )
+        t_us = src_ns // 1000
+        d0, d1 = int(day.min()), int(day.max())
+        ndays = d1 - d0 + 1
+        p0, p1 = int(pidx.min()), int(pidx.max())
+        if p0 == p1 and ndays == 1:
+            self._append(p0, d0, raw, sid, t_us)
+            return
+        key = (pidx.astype(np.int64) - p0) * ndays + (day - d0)
+        span = (p1 - p0 + 1) * ndays
+        if span <= 4 * n + 1024:
+            present = np.flatnonzero(np.bincount(key, minlength=span))
+            remap = np.full(span, -1, dtype=np.int64)
+            remap[present] = np.arange(present.shape[0])
+            inv = remap[key]
+        else:
+            present, inv = np.unique(key, return_inverse=True)
+        inv_t = inv.astype(np.uint16 if present.shape[0] < 65536 else np.int64)
+        order = np.argsort(inv_t, kind="stable")
+        counts = np.bincount(inv, minlength=present.shape[0])
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        raw = raw.take(pa.array(order))
+        sid = sid[order]
+        t_us = t_us[order]
+        for g, k in enumerate(present):
+            s, c = int(starts[g]), int(counts[g])
+            p = p0 + int(k) // ndays
+            d = d0 + int(k) % ndays
+            self._append(p, d, raw.slice(s, c), sid[s : s + c], t_us[s : s + c])
+
+    def _append(self, pidx: int, day: int, raw: pa.RecordBatch, sid: np.ndarray, t_us: np.ndarray) -> None:
+        """Queue rows of one (partition, day) on its open file, rotating at the row/byte limits."""
+        n = raw.num_rows
+        row_bytes = raw.nbytes / max(n, 1)
+        off = 0
+        while off < n:
+            f = self._file_for(pidx, day)
+            take = min(n - off, self.max_file_rows - f.total_rows)
+            piece = raw.slice(off, take)
+            ids = sid[off : off + take]
+            f.pieces.append(self._with_dictionary(pidx, piece, self._code_of[ids]))
+            f.buffered_rows += take
+            nbytes = int(row_bytes * take)
+            f.buffered_bytes += nbytes
+            self._buffered_total += nbytes
+            tt = t_us[off : off + take]
+            f.time_min = min(f.time_min, int(tt.min()))
+            f.time_max = max(f.time_max, int(tt.max()))
+            hi = int(ids.max()) + 1
+            if f.seen.shape[0] < hi:
+                f.seen = np.concatenate([f.seen, np.zeros(hi - f.seen.shape[0], dtype=bool)])
+            f.seen[ids] = True
+            off += take
+            if f.buffered_rows >= self._rg_rows or f.est_bytes() >= self.max_file_bytes:
+                self._flush(f)
+            if f.total_rows >= self.max_file_rows or f.written_bytes >= self.max_file_bytes:
+                self._close_file(f)
+        if self._buffered_total > self.max_buffer_bytes:
+            for f in sorted(self._files, key=lambda f: -f.buffered_bytes):
+                if self._buffered_total <= self.max_buffer_bytes // 2:
+                    break
+                self._flush(f)
+
+    def _with_dictionary(self, pidx: int, piece: pa.RecordBatch, codes: np.ndarray) -> pa.RecordBatch:
+        dictionary = self._dict_cache.get(pidx)
+        if dictionary is None:
+            dictionary = self._dict_cache[pidx] = pa.array(self._keys[pidx], type=pa.string())
+        sig = pa.DictionaryArray.from_arrays(pa.array(codes, type=pa.int32()), dictionary)
+        cols = piece.columns
+        cols[1] = sig
+        return pa.RecordBatch.from_arrays(cols, schema=self._schema)
+
+    def _file_for(self, pidx: int, day: int) -> _File:
+        asset = self._partitions[pidx]
+        f = self._open_files.get((asset, day))
+        if f is None:
+            date = str(np.datetime64(day, "D"))
+            now = dt.datetime.now(dt.timezone.utc)
+            name = f"part-{now.strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex[:8]}.parquet"
+            rel = f"{RAW_DIR}/asset={asset}/date={date}/{name}"
+            f = _File(asset=asset, date=date, rel=rel, staged=self.root / mf.staged_path(rel))
+            self._open_files[(asset, day)] = f
+            self._files.append(f)
+        return f
+
+    def _flush(self, f: _File) -> None:
+        """Write the buffered rows of ``f`` as one row group."""
+        if not f.pieces:
+            return
+        table = pa.Table.from_batches(f.pieces, schema=self._schema)
+        if f.writer is None:
+            f.sink = pa.OSFile(str(f.staged), "wb")
+            f.writer = pq.ParquetWriter(
+                f.sink,
+                self._schema,
+                compression=self.compression,
+                compression_level=self.compression_level,
+                use_dictionary=["signal", "value_text"],
+            )
+        f.writer.write_table(table, row_group_size=table.num_rows)
+        f.rows += table.num_rows
+        f.flushed_nbytes += f.buffered_bytes
+        f.written_bytes = f.sink.tell()
+        self._buffered_total -= f.buffered_bytes
+        f.pieces, f.buffered_rows, f.buffered_bytes = [], 0, 0
+
+    def _close_file(self, f: _File) -> None:
+        """Write the footer; the file stays staged until the group commits."""
+        if f.closed:
+            return
+        self._flush(f)
+        f.writer.close()
+        f.sink.close()
+        f.closed = True
+        f.written_bytes = f.staged.stat().st_size
+        self._open_files = {k: v for k, v in self._open_files.items() if v is not f}
+
+    def _grow(self, size: int) -> None:
+        old = self._part_of.shape[0]
+        self._part_of = np.concatenate([self._part_of, np.full(size - old, -1, dtype=np.int32)])
+        self._code_of = np.concatenate([self._code_of, np.zeros(size - old, dtype=np.int32)])
+
+    def _ensure_partition(self, name: str) -> int:
+        p = self._part_index.get(name)
+        if p is None:
+            p = self._part_index[name] = len(self._partitions)
+            self._partitions.append(name)
+            self._keys.append([])
+        return p
+
+    def _register_unknown(self, ids: np.ndarray) -> None:
+        """Signal ids not in the catalog keep their rows under the key ``unknown/<id>``."""
+        if ids.shape[0] == 0:
+            return
+        if int(ids.max()) >= self._part_of.shape[0]:
+            self._grow(int(ids.max()) + 1)
+        p = self._ensure_partition(UNKNOWN_PARTITION)
+        for i in ids.tolist():
+            key = f"unknown/{i}"
+            self._part_of[i] = p
+            self._code_of[i] = len(self._keys[p])
+            self._keys[p].append(key)
+            self._unknown_ids.add(i)
+            self._catalog_rows.setdefault(key, catalog_mod.normalize(
+                {"key": key, "name": str(i), "asset": "unknown", "asset_partition": UNKNOWN_PARTITION,
+                 "description": "signal id not in the catalog when written", "extra": {"signal_id": i}}))
+            log.warning("event=unknown_signal signal_id=%d key=%s", i, key)
+        self._dict_cache.pop(p, None)
+
+    # ------------------------------------------------------------------ commit
+
+    def commit(self) -> dict | None:
+        """Make every pending batch durable in one commit; return its manifest record."""
+        self._check_open()
+        self._finish_renames()
+        if not self._pending_seqs:
+            return None
+        now_iso = _utc_now_iso()
+        files: list[dict[str, Any]] = []
+        try:
+            for f in self._files:
+                self._close_file(f)
+                mf.fsync_file(f.staged)
+                files.append(
+                    {
+                        "path": f.rel,
+                        "asset": f.asset,
+                        "date": f.date,
+                        "rows": f.rows,
+                        "bytes": f.written_bytes,
+                        "sha256": mf.sha256_file(f.staged),
+                        "time_min": mf.iso_us(f.time_min),
+                        "time_max": mf.iso_us(f.time_max),
+                        "signals": int(np.count_nonzero(f.seen)),
+                    }
+                )
+            mf.fsync_dir(self._staging)
+            for f in self._files:
+                self._ensure_dir((self.root / f.rel).parent)
+            rows = catalog_mod.merge([], list(self._catalog_rows.values()))
+            digest = catalog_mod.digest(rows)
+            if digest != self._catalog_digest:
+                catalog_mod.save(self.root, rows, now_iso)
+                self._catalog_digest = digest
+        except OSError as exc:
+            raise self._io_error(self._staging, exc, "finishing staged files") from exc
+        entry = {
+            "v": mf.MANIFEST_VERSION,
+            "commit": uuid.uuid4().hex,
+            "time": now_iso,
+            "rows": sum(x["rows"] for x in files),
+            "bytes": sum(x["bytes"] for x in files),
+            "files": files,
+            "seqs": {b: list(r) for b, r in self._pending_seqs.items()},
+            "unknown_signals": sorted(self._unknown_ids),
+            "provenance": self.provenance,
+        }
+        try:
+            mf.append_entry(self._manifest, entry)
+        except OSError as exc:
+            raise self._io_error(self._manifest, exc, "appending to the manifest") from exc
+        # ---- committed: from here on the commit stands, whatever happens
+        for b, (_first, last) in self._pending_seqs.items():
+            self._watermarks[b] = last
+        self._unfinished = [(f.staged, self.root / f.rel) for f in self._files]
+        self.stats.commits += 1
+        self.stats.rows_committed += entry["rows"]
+        self.stats.files_committed += len(files)
+        self._reset_pending()
+        self._finish_renames()
+        return entry
+
+    def abort(self) -> None:
+        """Drop the pending (uncommitted) files; the caller replays their batches."""
+        for f in self._files:
+            if not f.closed:
+                for closer in (f.writer, f.sink):
+                    if closer is None:
+                        continue
+                    try:
+                        closer.close()
+                    except (OSError, pa.ArrowException) as exc:
+                        log.warning("event=abort_close_failed file=%s error=%s", f.staged, exc)
+            self.stats.aborted_rows += f.total_rows
+            try:
+                f.staged.unlink(missing_ok=True)
+            except OSError as exc:  # left for open() to quarantine
+                log.warning("event=abort_unlink_failed file=%s error=%s", f.staged, exc)
+        self._reset_pending()
+
+    def _reset_pending(self) -> None:
+        self._files, self._open_files = [], {}
+        self._pending_seqs = {}
+        self._first_write_at = None
+        self._buffered_total = 0
+
+    def _finish_renames(self) -> None:
+        """Move committed files to their final names and make the renames durable."""
+        if not self._unfinished:
+            return
+        try:
+            dirs = set()
+            for staged, final in self._unfinished:
+                os.replace(staged, final)
+                dirs.add(final.parent)
+            for d in dirs:
+                mf.fsync_dir(d)
+            mf.fsync_dir(self._staging)
+        except OSError as exc:
+            raise DatasetError(
+                f"commit is recorded but moving its files into {self._raw} failed: {exc.strerror}",
+                path=str(exc.filename or self._raw),
+                hint="the next commit or restart finishes the move; nothing is lost",
+                transient=True,
+            ) from exc
+        self._unfinished = []
+
+    def _ensure_dir(self, d: Path) -> None:
+        if d in self._known_dirs:
+            return
+        created = []
+        p = d
+        while not p.exists():
+            created.append(p)
+            p = p.parent
+        for c in reversed(created):
+            c.mkdir(exist_ok=True)
+            mf.fsync_dir(c.parent)
+        self._known_dirs.add(d)
+
+    # ------------------------------------------------------------------ recovery
+
+    def _recover(self) -> None:
+        state = mf.read_manifest(self._manifest)
+        rec: dict[str, Any] = {"commits": len(state.entries), "rolled_forward": [], "quarantined": [],
+                               "torn_manifest_tail_bytes": 0}
+        if state.torn_tail is not None:
+            keep = self._quarantine / f"manifest-torn-tail-{_utc_stamp()}.jsonl"
+            keep.write_bytes(state.torn_tail)
+            mf.truncate_to(self._manifest, state.valid_size)
+            rec["torn_manifest_tail_bytes"] = len(state.torn_tail)
+            self.stats.torn_manifest_tails += 1
+            log.warning("event=manifest_torn_tail bytes=%d kept=%s", len(state.torn_tail), keep)
+        dirs: set[Path] = set()
+        for e in state.entries:
+            for f in e["files"]:
+                final = self.root / f["path"]
+                if final.exists():
+                    continue
+                staged = self.root / mf.staged_path(f["path"])
+                if not staged.exists():
+                    raise DatasetError(
+                        f"committed file {final} is missing (commit {e['commit']}) and has no staged copy",
+                        path=str(final),
+                        hint="restore the file from a backup, or remove its commit line from "
+                        f"{self._manifest} to accept the loss",
+                    )
+                self._ensure_dir(final.parent)
+                os.replace(staged, final)
+                dirs.add(final.parent)
+                rec["rolled_forward"].append(f["path"])
+        for d in dirs:
+            mf.fsync_dir(d)
+        for p in sorted(self._staging.iterdir()):
+            if p.name.startswith(".probe-"):
+                p.unlink()
+                continue
+            target = self._quarantine / p.name
+            if target.exists():
+                target = self._quarantine / f"{p.name}.{uuid.uuid4().hex[:8]}"
+            os.replace(p, target)
+            rec["quarantined"].append(str(target.relative_to(self.root)))
+            log.warning("event=staged_file_quarantined file=%s reason=not_in_manifest", target)
+        if rec["quarantined"] or dirs:
+            mf.fsync_dir(self._staging)
+            mf.fsync_dir(self._quarantine)
+        self.stats.rolled_forward_files += len(rec["rolled_forward"])
+        self.stats.quarantined_files += len(rec["quarantined"])
+        if rec["rolled_forward"]:
+            log.warning("event=commit_rolled_forward files=%d", len(rec["rolled_forward"]))
+        self._watermarks = mf.watermarks(state.entries)
+        rec["watermarks"] = dict(self._watermarks)
+        self.recovery = rec
+
+    def _write_dataset_json(self) -> None:
+        path = self._meta / DATASET_FILE
+        try:
+            doc = json.loads(path.read_text())
+        except FileNotFoundError:
+            doc = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "created": _utc_now_iso()}
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"cannot read {path}: {exc}", path=str(path),
+                               hint="restore it from a backup or point the sink at another directory") from exc
+        if doc.get("format") != FORMAT_NAME or int(doc.get("format_version", 0)) > FORMAT_VERSION:
+            raise DatasetError(
+                f"{self.root} holds {doc.get('format')} version {doc.get('format_version')}, "
+                f"this axedge writes {FORMAT_NAME} version {FORMAT_VERSION}",
+                path=str(path), hint="upgrade axedge or write to another directory",
+            )
+        if doc.get("provenance") == self.provenance and "layers" in doc:
+            return
+        doc.update(provenance=self.provenance, updated=_utc_now_iso(),
+                   layers={"raw": {"path": RAW_DIR, "partitioning": ["asset", "date"]}})
+        tmp = self._meta / f".{DATASET_FILE}.tmp"
+        try:
+            with open(tmp, "w") as f:
+                json.dump(doc, f, indent=1, sort_keys=True, default=str)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            mf.fsync_dir(self._meta)
+        except OSError as exc:
+            raise self._unusable(self._meta, exc) from exc
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def _raw(self) -> Path:
+        return self.root / RAW_DIR
+
+    @property
+    def _meta(self) -> Path:
+        return self.root / META_DIR
+
+    @property
+    def _staging(self) -> Path:
+        return self.root / STAGING_DIR
+
+    @property
+    def _quarantine(self) -> Path:
+        return self.root / QUARANTINE_DIR
+
+    @property
+    def _manifest(self) -> Path:
+        return self.root / META_DIR / MANIFEST_FILE
+
+    def _check_open(self) -> None:
+        if not self._opened:
+            raise RuntimeError("RawDatasetWriter.open() must be called first")
+
+    def _unusable(self, path: Path, exc: OSError) -> DatasetError:
+        return DatasetError(
+            f"dataset directory {path} is not usable: {exc.strerror or exc}",
+            path=str(path),
+            hint="create it or give the agent's user write access (chown/chmod), or set the sink's path "
+            "to a writable directory",
+            transient=exc.errno in _SPACE_ERRNOS,
+        )
+
+    def _io_error(self, path: Path, exc: OSError, doing: str) -> DatasetError:
+        if exc.errno in _SPACE_ERRNOS:
+            return DatasetError(
+                f"disk full while {doing} in {path}",
+                path=str(exc.filename or path),
+                hint="free space on that filesystem or lower max_file_bytes; uncommitted rows stay in the "
+                "buffer and are written again (call abort() first)",
+                transient=True,
+            )
+        return DatasetError(
+            f"I/O error while {doing} in {path}: {exc.strerror or exc}",
+            path=str(exc.filename or path),
+            hint="check the disk and permissions; uncommitted rows stay in the buffer (call abort() first)",
+            transient=True,
+        )
+
+    def stats_dict(self) -> dict[str, int]:
+        return asdict(self.stats)
+
+
+def _utc_now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _utc_stamp() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
