@@ -190,6 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
     dd.add_argument("--json", action="store_true")
     dd.add_argument("--verify", action="store_true", help="also verify file checksums")
     dd.set_defaults(func=cmd_dataset_describe)
+    for name, help_ in (("build", "build a curated (AI-ready) dataset from a raw dataset"),
+                        ("import-csv", "import CSV logs into the raw format with a mapping file"),
+                        ("report", "write a self-contained HTML report of a dataset"),
+                        ("export", "export a dataset under a sharing policy (drop, pseudonymise, quantise ...)")):
+        fw = dsub.add_parser(name, help=help_, add_help=False)
+        fw.add_argument("rest", nargs=argparse.REMAINDER)
+        fw.set_defaults(func=lambda a, _n=name: _call("dataset_builder.cli:main", [_n, *a.rest]))
 
     for group, help_ in (("sim", "run a simulated device"), ("discover", "browse a server and write a config section")):
         g = sub.add_parser(group, help=help_, add_help=False)
@@ -197,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument("rest", nargs=argparse.REMAINDER)
         g.set_defaults(func=lambda a, _g=group: _forward(_g, a.target, a.rest) if a.target else (print(
             f"usage: axedge {_g} {{{','.join(sorted(_FORWARDED[_g]))}}} ..."), 2)[1])
+
+    dm = sub.add_parser("demo", help="run the simulated plant and build a dataset (what `make demo` runs)", add_help=False)
+    dm.add_argument("rest", nargs=argparse.REMAINDER)
+    dm.set_defaults(func=lambda a: _call("edge_agent.demo.run:main", a.rest))
 
     m = sub.add_parser("model", help="train, score and evaluate anomaly models", add_help=False)
     m.add_argument("rest", nargs=argparse.REMAINDER)

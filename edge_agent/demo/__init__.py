@@ -1,0 +1,1 @@
+"""``axedge demo``: run the main job on the embedded default and leave a readable dataset."""
