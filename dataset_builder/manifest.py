@@ -18,7 +18,7 @@ from typing import Any
 from dataset_builder.format import STAGED_SUFFIX, STAGING_DIR, DatasetError
 
 MANIFEST_VERSION = 1
-_REQUIRED = ("commit", "files", "seqs")
+_REQUIRED = ("commit", "files", "buffers")
 
 
 @dataclass
@@ -118,7 +118,7 @@ def watermarks(entries: list[dict[str, Any]]) -> dict[str, int]:
     """``{buffer_id: highest committed seq}`` over all commits."""
     marks: dict[str, int] = {}
     for e in entries:
-        for buf, (_first, last) in e["seqs"].items():
+        for buf, (_first, last) in e["buffers"].items():
             if last > marks.get(buf, -1 << 62):
                 marks[buf] = int(last)
     return marks

@@ -501,7 +501,7 @@ class RawDatasetWriter:
             "rows": sum(x["rows"] for x in files),
             "bytes": sum(x["bytes"] for x in files),
             "files": files,
-            "seqs": {b: list(r) for b, r in self._pending_seqs.items()},
+            "buffers": {b: list(r) for b, r in self._pending_seqs.items()},
             "unknown_signals": sorted(self._unknown_ids),
             "provenance": self.provenance,
         }
