@@ -1,0 +1,1 @@
+"""Modbus TCP / RTU / RTU-over-TCP connector (read-only)."""
