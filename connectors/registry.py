@@ -13,6 +13,7 @@ from typing import Any
 # type -> (config model "module:Class", factory "module:function")
 BUILTIN_CONNECTORS: dict[str, tuple[str, str]] = {
     "synthetic": ("connectors.synthetic.config:SyntheticConfig", "connectors.synthetic.connector:build"),
+    "mqtt": ("connectors.mqtt.config:MqttConfig", "connectors.mqtt.connector:build"),
     "modbus": ("connectors.modbus.config:ModbusConfig", "connectors.modbus.connector:build"),
     "opcua_subscription": ("connectors.opcua.config:OpcUaSubscriptionConfig", "connectors.opcua.connector:build_subscription"),
     "opcua_polling": ("connectors.opcua.config:OpcUaPollingConfig", "connectors.opcua.connector:build_polling"),
