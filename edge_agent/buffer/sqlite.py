@@ -1,0 +1,289 @@
+"""Durable buffer: SQLite in WAL mode holding one Arrow IPC stream blob per batch.
+
+``put`` commits before it returns; that commit is the durability point (see docs/buffer.md for
+what survives a SIGKILL or a power loss under each ``fsync`` setting). The index of stored
+batches, the in-flight set and the running totals live in memory (:class:`BatchIndex`), rebuilt
+from the small columns on open, so the hot path never scans the table. The file is opened with
+an exclusive lock: a second agent on the same store fails at startup instead of corrupting it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+
+from edge_agent.buffer.base import Buffer, Tx
+from edge_agent.buffer.memory import BatchIndex
+from edge_agent.core.channel import WhenFull
+from edge_agent.errors import BufferCorrupt, BufferError, BufferFull
+
+FORMAT_VERSION = 1
+SYNCHRONOUS = {"off": "OFF", "normal": "NORMAL", "full": "FULL"}
+PAGE_SIZE = 65536  # batches are MB-sized blobs: fewer overflow pages, cheaper WAL frames
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE batches (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    rows INTEGER NOT NULL,
+    nbytes INTEGER NOT NULL,
+    blob BLOB NOT NULL
+);
+"""
+
+
+def encode(batch: pa.RecordBatch) -> pa.Buffer:
+    """One record batch as an Arrow IPC stream (schema with metadata + the batch)."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return sink.getvalue()
+
+
+def decode(blob: bytes) -> pa.RecordBatch:
+    """The batch of an IPC stream blob, zero copy over ``blob``."""
+    return pa.ipc.open_stream(pa.py_buffer(blob)).read_next_batch()
+
+
+def _corrupt_hint(path: Path) -> str:
+    return (
+        f"stop the agent and move the file aside (mv {path} {path}.corrupt), then start again with "
+        "an empty buffer; the batches in that file are not in the dataset yet, keep it for recovery"
+    )
+
+
+class SqliteBuffer(Buffer):
+    """The buffer contract on one SQLite file. Thread-safe: one connection behind a lock."""
+
+    def __init__(
+        self,
+        path: Path,
+        max_bytes: int,
+        when_full: WhenFull,
+        fsync: str = "normal",
+        on_drop: Callable[[int, str], None] | None = None,
+    ):
+        super().__init__(max_bytes, when_full, on_drop)
+        if fsync not in SYNCHRONOUS:
+            raise ValueError(f"fsync must be one of {sorted(SYNCHRONOUS)}, not {fsync!r}")
+        self.path = Path(path)
+        self.fsync = fsync
+        self._lock = threading.Lock()
+        self._index = BatchIndex()
+        self._tx_ids = itertools.count(1)
+        self._conn: sqlite3.Connection | None = None
+        self._open()
+
+    @staticmethod
+    def size_of(batch: pa.RecordBatch) -> int:
+        """Bytes a batch counts against ``max_bytes``: its IPC stream size."""
+        return encode(batch).size
+
+    # --- opening -----------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BufferError(f"cannot create the buffer directory {self.path.parent}: {exc}") from exc
+        try:
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=0.5)
+        except sqlite3.Error as exc:
+            raise BufferError(f"cannot open buffer {self.path}: {exc}") from exc
+        try:
+            self._init_store(conn)
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise BufferError(
+                    f"buffer {self.path} is in use by another process",
+                    hint="only one agent may use a buffer file; stop the other agent or use another state_dir",
+                ) from exc
+            raise self._translate(exc, "open") from exc
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise BufferCorrupt(f"buffer {self.path} is corrupt or not an axedge buffer: {exc}",
+                                hint=_corrupt_hint(self.path)) from exc
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    def _init_store(self, conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables:
+            conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={SYNCHRONOUS[self.fsync]}")
+        conn.execute("PRAGMA journal_size_limit=67108864")
+        if not tables:
+            conn.execute("BEGIN IMMEDIATE")
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    conn.execute(stmt)
+            conn.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?)",
+                [("buffer_id", str(uuid.uuid4())), ("format_version", str(FORMAT_VERSION))],
+            )
+            conn.execute("COMMIT")
+        elif not {"meta", "batches"} <= tables:
+            raise BufferCorrupt(
+                f"{self.path} is an SQLite file but not an axedge buffer (tables: {sorted(tables)})",
+                hint=f"buffer files belong to the agent alone; point state_dir elsewhere or move {self.path} aside",
+            )
+        meta = dict(conn.execute("SELECT key, value FROM meta"))
+        version = meta.get("format_version")
+        if version != str(FORMAT_VERSION) or "buffer_id" not in meta:
+            raise BufferCorrupt(
+                f"buffer {self.path} has format version {version!r}; this axedge reads version {FORMAT_VERSION}",
+                hint="open it with the axedge version that wrote it and drain it, or " + _corrupt_hint(self.path),
+            )
+        self.buffer_id = meta["buffer_id"]
+        for seq, rows, nbytes in conn.execute("SELECT seq, rows, nbytes FROM batches ORDER BY seq"):
+            self._index.add(seq, rows, nbytes)
+
+    def _translate(self, exc: sqlite3.Error, op: str) -> BufferError:
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            return BufferFull(
+                f"disk full: buffer {self.path} cannot grow ({op})",
+                hint="free disk space or lower buffer.max_bytes; the sink drains the buffer meanwhile",
+            )
+        if getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+            return BufferCorrupt(f"buffer {self.path} is corrupt ({op}): {exc}", hint=_corrupt_hint(self.path))
+        return BufferError(f"buffer {self.path}: {op} failed: {exc}")
+
+    # --- contract ------------------------------------------------------------------------------
+
+    def put(self, batch: pa.RecordBatch) -> int | None:
+        blob = encode(batch)
+        size = blob.size
+        dropped: list[int] = []
+        seq: int | None = None
+        with self._lock:
+            conn = self._connection()
+            evict = self._index.admit(size, self.max_bytes, self.when_full, str(self.path))
+            if evict is None:
+                dropped.append(batch.num_rows)
+            else:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    if evict:
+                        conn.executemany("DELETE FROM batches WHERE seq = ?", [(s,) for s in evict])
+                    cur = conn.execute(
+                        "INSERT INTO batches (rows, nbytes, blob) VALUES (?, ?, ?)",
+                        (batch.num_rows, size, memoryview(blob)),
+                    )
+                    conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    self._rollback(conn)
+                    raise self._translate(exc, "put") from exc
+                dropped.extend(self._index.entries[s][0] for s in evict)
+                self._index.remove(evict)
+                seq = cur.lastrowid
+                self._index.add(seq, batch.num_rows, size)
+        for rows in dropped:
+            self.on_drop(rows, "buffer_full")
+        return seq
+
+    def begin(self, max_rows: int) -> Tx | None:
+        with self._lock:
+            conn = self._connection()
+            seqs = self._index.take(max_rows)
+            if not seqs:
+                return None
+            try:
+                blobs = [conn.execute("SELECT blob FROM batches WHERE seq = ?", (s,)).fetchone()[0] for s in seqs]
+            except sqlite3.Error as exc:
+                self._index.inflight.difference_update(seqs)
+                raise self._translate(exc, "read") from exc
+            entries = [self._index.entries[s] for s in seqs]
+        try:
+            batches = [decode(b) for b in blobs]
+        except (pa.ArrowInvalid, OSError) as exc:
+            with self._lock:
+                self._index.inflight.difference_update(seqs)
+            raise BufferCorrupt(f"buffer {self.path}: a batch in seq {seqs[0]}..{seqs[-1]} cannot be decoded: {exc}",
+                                hint=_corrupt_hint(self.path)) from exc
+        return Tx(
+            id=next(self._tx_ids),
+            seqs=seqs,
+            batches=batches,
+            rows=sum(e[0] for e in entries),
+            nbytes=sum(e[1] for e in entries),
+        )
+
+    def end(self, tx: Tx, accept: bool) -> None:
+        with self._lock:
+            conn = self._connection()
+            if tx.done:
+                raise BufferError(f"transaction {tx.id} of buffer {self.path} was already ended")
+            if accept:
+                self._delete(conn, tx.seqs, "end")
+                self._index.remove(tx.seqs)
+            else:
+                self._index.inflight.difference_update(tx.seqs)
+            tx.done = True
+
+    def ack_through(self, buffer_id: str, seq: int) -> int:
+        if buffer_id != self.buffer_id:
+            return 0
+        with self._lock:
+            conn = self._connection()
+            seqs = self._index.through(seq)
+            if not seqs:
+                return 0
+            self._delete(conn, seqs, "ack_through")
+            return self._index.remove(seqs)
+
+    @property
+    def rows(self) -> int:
+        return self._index.rows
+
+    @property
+    def nbytes(self) -> int:
+        return self._index.nbytes
+
+    @property
+    def batches(self) -> int:
+        return len(self._index.entries)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is None:
+                return
+            conn, self._conn = self._conn, None
+            try:
+                conn.close()
+            except sqlite3.Error as exc:
+                raise self._translate(exc, "close") from exc
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise BufferError(f"buffer {self.path} is closed")
+        return self._conn
+
+    def _delete(self, conn: sqlite3.Connection, seqs: list[int], op: str) -> None:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("DELETE FROM batches WHERE seq = ?", [(s,) for s in seqs])
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback(conn)
+            raise self._translate(exc, op) from exc
+
+    @staticmethod
+    def _rollback(conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the original error is what gets raised; SQLite rolls back on its own when it can
