@@ -163,9 +163,17 @@ def align_to_grid(
     """Values of ``n_signals`` columns at each grid time: the latest observation at or before the
     grid time, or NaN when there is none or it is older than ``max_age_ns`` (stale). A NaN
     observation (gap, bad quality) hides older values: no value is ever invented across a gap."""
+    out, _ = align_with_age(t_ns, col, value, grid_ns, n_signals, max_age_ns=max_age_ns)
+    return out
+
+
+def align_with_age(t_ns, col, value, grid_ns, n_signals, *, max_age_ns):
+    """:func:`align_to_grid` plus the age (ns) of the latest observation behind each cell,
+    ``-1`` where there is none (so callers can tell *missing* from *stale* from *gap*)."""
     out = np.full((len(grid_ns), n_signals), np.nan)
+    age = np.full((len(grid_ns), n_signals), -1, dtype=np.int64)
     if not len(t_ns):
-        return out
+        return out, age
     order = np.lexsort((t_ns, col))
     t_s, c_s, v_s = t_ns[order], col[order], value[order]
     bounds = np.searchsorted(c_s, np.arange(n_signals + 1))
@@ -175,11 +183,28 @@ def align_to_grid(
             continue
         tj, vj = t_s[a:b], v_s[a:b]
         k = np.searchsorted(tj, grid_ns, side="right") - 1
-        ok = k >= 0
-        kk = np.where(ok, k, 0)
-        ok &= (grid_ns - tj[kk]) <= max_age_ns
-        out[:, j] = np.where(ok, vj[kk], np.nan)
-    return out
+        seen = k >= 0
+        kk = np.where(seen, k, 0)
+        a = grid_ns - tj[kk]
+        age[:, j] = np.where(seen, a, -1)
+        out[:, j] = np.where(seen & (a <= max_age_ns), vj[kk], np.nan)
+    return out, age
+
+
+def latest_per_column(t_ns, col, value, upto_ns, n_signals):
+    """Time and value of the latest observation at or before ``upto_ns`` per column
+    (``t = -1`` and NaN where there is none)."""
+    t_out = np.full(n_signals, -1, dtype=np.int64)
+    v_out = np.full(n_signals, np.nan)
+    m = t_ns <= upto_ns
+    if m.any():
+        t, c, v = t_ns[m], col[m], value[m]
+        order = np.lexsort((t, c))
+        c_s = c[order]
+        last = np.nonzero(np.diff(np.append(c_s, -1)) != 0)[0]  # last index of each column run
+        t_out[c_s[last]] = t[order][last]
+        v_out[c_s[last]] = v[order][last]
+    return t_out, v_out
 
 
 def windows(values: np.ndarray, window: int) -> np.ndarray:

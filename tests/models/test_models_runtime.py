@@ -1,0 +1,154 @@
+"""The edge scorer on a live stream of sample chunks (TEP runs replayed as chunks)."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+import models
+from dataset_builder.format import Quality
+from edge_agent.core.channel import BoundedChannel
+from edge_agent.core.chunk import SampleChunk, chunks_to_batch
+from edge_agent.signals import SignalCatalog, SignalSpec
+from models.errors import InputMismatch
+from models.runtime import EdgeScorer
+
+from .conftest import tep_frame
+
+PERIOD = 180 * 10**9
+T0 = 1_700_000_100 * 10**9  # on the 3-minute grid (9444445 * 180 s)
+
+
+def catalog_for(names, units=None):
+    cat = SignalCatalog()
+    for n in names:
+        cat.register(SignalSpec(name=n, asset="plant/tep/reactor", unit=(units or {}).get(n), connector="sim"))
+    return cat
+
+
+def chunks(df, cat, rows=None, drop=(), jitter_ns=2_000_000):
+    """One chunk per row: every signal sampled a little after the grid time."""
+    names = list(df.columns[1:])
+    ids = np.array([cat.by_key(f"plant/tep/reactor/{n}").id for n in names])
+    keep = np.array([n not in drop for n in names])
+    for i in range(len(df)) if rows is None else rows:
+        yield SampleChunk.from_values(ids[keep], df.iloc[i, 1:].to_numpy(float)[keep], source_time_ns=T0 + i * PERIOD + jitter_ns)
+
+
+@pytest.fixture
+def model_dir(tep_bundle, tmp_path):
+    return tep_bundle.save(tmp_path / "model")
+
+
+@pytest.fixture
+def cat(tep_train):
+    return catalog_for(tep_train.columns[1:])
+
+
+async def test_stream_scores_match_offline_scores_and_fault_makes_one_event(model_dir, cat, tep_bundle):
+    df = tep_frame("d01_te", slice(0, 400))
+    scorer = EdgeScorer(model_dir, cat)
+    scorer.start()
+    channel = BoundedChannel(max_chunks=16, max_rows=10_000)
+    events = []
+    for c in chunks(df, cat):  # through a real bounded channel, as the agent hands them over
+        await channel.send(c)
+        events += scorer.process(await channel.recv())
+    assert scorer.wait_idle()
+    events += scorer.close()
+    live = scorer.drain_scores().to_pandas()
+    offline = tep_bundle.score(df)
+    # grid time T0 + kP holds row k - 1 (sampled 2 ms after T0 + (k-1)P); grid rows are emitted
+    # one period behind the newest sample (lateness); window - 1 rows have no complete window
+    assert len(live) == len(df) - 2 - (tep_bundle.window - 1)
+    np.testing.assert_array_equal((live["time"].astype("int64").to_numpy() - T0) // PERIOD, np.arange(3, 399))
+    np.testing.assert_allclose(live["score"].to_numpy(), offline["score"].to_numpy()[2:-2], rtol=1e-5)
+    fault_events = [e for e in events if e.start_ns >= T0 + 160 * PERIOD]
+    assert fault_events, events
+    big = max(fault_events, key=lambda e: e.windows)
+    assert big.start_ns <= T0 + 180 * PERIOD and big.windows > 150
+    assert big.peak_score > big.threshold and big.top_signals[0][1] > 0
+    assert scorer.stats.windows_scored == len(live) and scorer.stats.events >= len(events)
+
+
+async def test_stale_missing_and_bad_inputs_give_no_score_and_counted_reasons(model_dir, cat):
+    df = tep_frame("d00_te", slice(0, 60))
+    scorer = EdgeScorer(model_dir, cat)
+    scorer.start()
+    for c in chunks(df, cat, rows=range(0, 20)):
+        scorer.process(c)
+    for c in chunks(df, cat, rows=range(20, 40), drop=("xmeas_7",)):  # a sensor goes silent
+        scorer.process(c)
+    xid = cat.by_key("plant/tep/reactor/xmeas_1").id
+    for c in chunks(df, cat, rows=range(40, 60)):
+        if int(c.source_time_ns[0]) == T0 + 50 * PERIOD + 2_000_000:
+            c.quality[c.signal_id == xid] = Quality.BAD_COMMUNICATION_ERROR
+        scorer.process(c)
+    assert scorer.wait_idle()
+    scorer.close()
+    skipped = scorer.stats.windows_skipped
+    # grid k holds row k - 1. xmeas_7 is silent after row 19: its value is older than 3 periods
+    # from grid 23 on, and fresh again at grid 41, so windows ending at 23..42 are not scored
+    assert skipped["stale_input"] == 20
+    assert skipped["bad_input"] == 3  # the bad sample of row 50 (grid 51) spoils 3 windows
+    assert skipped["missing_input"] == 0
+    scores = scorer.drain_scores().to_pandas()
+    t = (scores["time"].astype("int64") - T0) // PERIOD
+    assert not t.between(23, 42).any() and not t.between(51, 53).any()
+    assert t.between(43, 50).sum() == 8 and t.between(3, 22).sum() == 20
+    assert scorer.stats.windows_scored + sum(skipped.values()) == 60 - 2 - 2
+
+
+async def test_hot_reload_swaps_good_bundle_and_refuses_bad_one(model_dir, cat, tep_train, tmp_path):
+    df = tep_frame("d00_te", slice(0, 40))
+    scorer = EdgeScorer(model_dir, cat)
+    scorer.start()
+    for c in chunks(df, cat, rows=range(0, 20)):
+        scorer.process(c)
+    assert scorer.reload() is False  # unchanged
+
+    # a bad bundle: an input this agent does not have
+    bad = models.train(tep_train.rename(columns={"xmv_2": "xmv_99"}), kind="zscore", window=3)
+    bad.save(tmp_path / "bad")
+    shutil.copy(tmp_path / "bad" / "model.onnx", model_dir / "model.onnx")
+    shutil.copy(tmp_path / "bad" / "model.json", model_dir / "model.json")
+    assert scorer.reload() is False
+    assert "xmv_99" in scorer.last_reload_error and scorer.stats.reload_failures == 1
+    assert scorer.model.kind == "pca"  # the old model keeps running
+    for c in chunks(df, cat, rows=range(20, 30)):
+        scorer.process(c)
+    assert scorer.reload() is False and scorer.stats.reload_failures == 1  # not retried until it changes
+
+    good = models.train(tep_train, kind="zscore", window=3)
+    good.save(model_dir)
+    assert scorer.reload() is True and scorer.model.kind == "zscore" and scorer.last_reload_error is None
+    for c in chunks(df, cat, rows=range(30, 40)):
+        scorer.process(c)
+    assert scorer.wait_idle()
+    scorer.close()
+    assert set(scorer.drain_scores().column("model").to_pylist()) == {"pca", "zscore"}
+    assert scorer.stats.windows_skipped == {"missing_input": 0, "stale_input": 0, "bad_input": 0}
+
+
+def test_start_refuses_unit_mismatch_and_unknown_inputs(model_dir, tep_train, tep_bundle):
+    units = {n: "degC" for n in tep_train.columns[1:]}
+    with_units = models.Bundle(dict(tep_bundle.meta, inputs=[dict(i, unit="kPa") for i in tep_bundle.meta["inputs"]]), tep_bundle.onnx_bytes)
+    with_units.save(model_dir)
+    with pytest.raises(InputMismatch, match="unit 'kPa'"):
+        EdgeScorer(model_dir, catalog_for(tep_train.columns[1:], units)).start()
+    with pytest.raises(InputMismatch, match="not a signal"):
+        EdgeScorer(model_dir, catalog_for(tep_train.columns[1:10])).start()
+
+
+def test_arrow_sample_batches_are_accepted(model_dir, cat, tep_bundle):
+    df = tep_frame("d00_te", slice(0, 30))
+    scorer = EdgeScorer(model_dir, cat, max_queue_batches=2)
+    scorer.start()
+    batch = chunks_to_batch(list(chunks(df, cat)))
+    scorer.process(batch)
+    assert scorer.wait_idle()
+    scorer.close()
+    st = scorer.stats
+    assert st.samples_in == 30 * 52
+    assert st.windows_enqueued == 30 - 2 - 2  # see the first test for the two-row lag
+    assert st.windows_scored + sum(st.windows_dropped.values()) == st.windows_enqueued
