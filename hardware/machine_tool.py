@@ -19,7 +19,7 @@ Independent of the agent (imports nothing from axedge). Address space::
           PartCounter
         Notification (MT)
           Messages: LastMessage, Severity
-      Bulk/Node<k> (optional, for scale tests and benchmarks)
+      Bulk/Group<g>/Node<k> (optional, NodeId s=Bulk.Node<k>, for scale tests and benchmarks)
 
 Instance nodes use string NodeIds in the simulator's namespace (``urn:axedge:sim:machine-tool``),
 analog values carry EngineeringUnits (EUInformation, UNECE codes) and EURange properties.
@@ -44,8 +44,10 @@ import datetime as dt
 import json
 import logging
 import math
+import select
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -240,6 +242,7 @@ class MachineToolSim:
             tokens.insert(0, ua.AnonymousIdentityToken)
         srv.set_identity_tokens(tokens)
         if secure:
+            self.cert_dir.mkdir(parents=True, exist_ok=True)
             await setup_self_signed_certificate(
                 self.key_path, self.cert_path, "urn:axedge:sim:machine-tool:server", socket.gethostname(),
                 [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH], {"organizationName": "axedge sim"},
@@ -349,9 +352,12 @@ class MachineToolSim:
         self._bulk_ids = []
         if self.bulk_nodes:
             bulk = await srv.nodes.objects.add_folder(ua.NodeId("Bulk", sim), ua.QualifiedName("Bulk", sim))
+            group = bulk
             for k in range(self.bulk_nodes):
+                if k % 100 == 0:  # asyncua adds children in O(siblings): keep folders small
+                    group = await bulk.add_folder(ua.NodeId(f"Bulk.Group{k // 100}", sim), ua.QualifiedName(f"Group{k // 100}", sim))
                 nid = ua.NodeId(f"Bulk.Node{k}", sim)
-                await bulk.add_variable(nid, ua.QualifiedName(f"Node{k}", sim), ua.Variant(0.0, D))
+                await group.add_variable(nid, ua.QualifiedName(f"Node{k}", sim), ua.Variant(0.0, D))
                 self._bulk_ids.append(nid)
 
     # --- faults and labels --------------------------------------------------------------------
@@ -502,6 +508,50 @@ class MachineToolSim:
         for i, nid in enumerate(self._bulk_ids):
             dv = ua.DataValue(ua.Variant(float(k + i), ua.VariantType.Double), SourceTimestamp=ts, ServerTimestamp=ts)
             await srv.write_attribute_value(nid, dv)
+
+
+class MachineToolProcess:
+    """The simulator in its own process (for SIGKILL / restart tests and demos)."""
+
+    def __init__(self, *args: str, port: int = 0, log_path: Path | None = None) -> None:
+        self.args = list(args)
+        self.port = port or free_port()
+        self.log_path = log_path
+        self.proc: Any = None
+        self.info: dict[str, Any] = {}
+
+    def start(self, *extra: str, timeout: float = 60.0) -> dict[str, Any]:
+        err = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hardware.machine_tool", "--port", str(self.port), *self.args, *extra],
+            stdout=subprocess.PIPE, stderr=err, text=True, cwd=str(Path(__file__).resolve().parents[1]),
+        )
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line:
+            self.kill()
+            raise RuntimeError(f"machine tool simulator did not start within {timeout} s")
+        self.info = json.loads(line)
+        return self.info
+
+    @property
+    def endpoint(self) -> str:
+        return f"opc.tcp://127.0.0.1:{self.port}"
+
+    def kill(self) -> None:
+        """SIGKILL: sockets die without a goodbye, as on a power cut."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
 
 
 class _Users:

@@ -63,7 +63,7 @@ class SecurityConfig(StrictModel):
     )
     certificate_dir: Path | None = Field(
         None,
-        description="Where the client certificate and key live; generated once if missing. Default: <state_dir>/opcua/pki/<connector id>",
+        description="Where the client certificate and key live; generated once if missing. Default: <connector state dir>/opcua-pki",
     )
     application_uri: str = Field("urn:axedge:client", description="ApplicationUri written into the client certificate")
     trust_dir: Path | None = Field(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import socket
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,22 @@ _CERT_CODES = {
 }
 
 
+class _NoSecretsFilter(logging.Filter):
+    """asyncua logs every request at DEBUG, including ActivateSession with the user's password
+    (plain inside an encrypted channel). Secrets are never logged: drop those records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not any(type(a).__name__ in ("ActivateSessionRequest", "ActivateSessionParameters") for a in args)
+
+
+def install_log_filter() -> None:
+    """Idempotent: attach the filter to asyncua's request logger."""
+    lg = logging.getLogger("asyncua.client.ua_client.UASocketProtocol")
+    if not any(isinstance(f, _NoSecretsFilter) for f in lg.filters):
+        lg.addFilter(_NoSecretsFilter())
+
+
 def fingerprint(der: bytes) -> str:
     """SHA-256 of a DER certificate as lowercase hex (the form ``server_fingerprint_sha256`` takes)."""
     return hashlib.sha256(der).hexdigest()
@@ -80,7 +97,7 @@ def certificate_dir(cfg: OpcUaConfigBase, state_dir: Path | None) -> Path:
     if cfg.security.certificate_dir is not None:
         return cfg.security.certificate_dir
     base = state_dir if state_dir is not None else Path("axedge-state")
-    return base / "opcua" / "pki" / cfg.id
+    return base / "opcua-pki"
 
 
 async def ensure_client_certificate(client: Client, cert_dir: Path) -> tuple[Path, Path]:
@@ -129,6 +146,7 @@ def _token_offered(ep: ua.EndpointDescription, kind: IdentityKind) -> bool:
 
 async def configure(client: Client, cfg: OpcUaConfigBase, state_dir: Path | None) -> None:
     """Apply security and identity to a fresh ``Client`` (before ``connect``)."""
+    install_log_filter()
     client.application_uri = cfg.security.application_uri
     client.name = client.description = f"axedge {cfg.id}"
     client.session_timeout = int(cfg.session_timeout_secs * 1000)
