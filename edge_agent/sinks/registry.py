@@ -11,6 +11,7 @@ from typing import Any
 # type -> (config model "module:Class", factory "module:function")
 BUILTIN_SINKS: dict[str, tuple[str, str]] = {
     "parquet": ("edge_agent.sinks.parquet:ParquetSinkConfig", "edge_agent.sinks.parquet:build"),
+    "mqtt_uplink": ("edge_agent.sinks.mqtt_uplink:MqttUplinkConfig", "edge_agent.sinks.mqtt_uplink:build"),
 }
 
 
