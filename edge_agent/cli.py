@@ -80,6 +80,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     live = fmt == "auto" and sys.stderr.isatty() and not args.no_status
     setup_logging(cfg.agent.log_level, "json" if fmt == "json" else "text")
     agent = Agent(cfg, config_path=Path(args.config))
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGINT):  # until the event loop takes over: stop in order, never die mid-write
+        signal.signal(sig, lambda *_: agent.request_stop())
 
     async def main() -> int:
         status = asyncio.create_task(_status_line(agent)) if live else None

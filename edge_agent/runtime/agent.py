@@ -199,15 +199,13 @@ class Agent:
         return None
 
     # ------------------------------------------------------------------ run
-    async def run(self, duration_secs: float | None = None, *, install_signals: bool = False) -> RunResult:
+    async def _startup(self) -> None:
         cfg = self.config
-        self._t0 = time.monotonic()
-        for d in (cfg.agent.state_dir,):
-            try:
-                Path(d).mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise DatasetError(f"cannot create state directory {d}: {exc.strerror}",
-                                   hint="create it or point agent.state_dir at a writable path") from exc
+        try:
+            Path(cfg.agent.state_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatasetError(f"cannot create state directory {cfg.agent.state_dir}: {exc.strerror}",
+                               hint="create it or point agent.state_dir at a writable path") from exc
         self.channel = BoundedChannel(
             cfg.core.channel_max_chunks,
             cfg.core.channel_max_rows,
@@ -215,23 +213,47 @@ class Agent:
             on_drop=lambda rows, reason: self.metrics.count_dropped("channel", reason, rows),
         )
         self._build_sinks()
-        # 1. sinks: open datasets, recover, replay
-        for sr in self.sink_runners:
+        for sr in self.sink_runners:  # 1. sinks: open datasets, recover, replay
             await sr.open()
         self._build_connectors()
-        loop = asyncio.get_running_loop()
-        if install_signals:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self.request_stop)
-        http = None
         if cfg.agent.http.enabled:
             from edge_agent.runtime.http import serve_http
 
-            http = await serve_http(self, cfg.agent.http.listen_host, cfg.agent.http.listen_port)
-            self.http_port = http.sockets[0].getsockname()[1]
-        self.metrics.up.set(1)
-        failure: BaseException | None = None
+            self._http = await serve_http(self, cfg.agent.http.listen_host, cfg.agent.http.listen_port)
+            self.http_port = self._http.sockets[0].getsockname()[1]
+
+    async def _wait_for_stop(self, duration_secs: float | None, conn_tasks: list[asyncio.Task]) -> StartupFailed | None:
+        """Until stop is requested, the duration is over, all connectors finished, or one with
+        ``on_startup_error: error`` failed to start."""
+        stop_wait = asyncio.create_task(self._stop.wait())
+        pending: set[asyncio.Task] = {stop_wait, *conn_tasks}
+        t_end = None if duration_secs is None else time.monotonic() + duration_secs
         try:
+            while True:
+                timeout = None if t_end is None else max(0.0, t_end - time.monotonic())
+                done, pending = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                if stop_wait in done or not done:
+                    return None
+                for t in done:
+                    if isinstance(t.result(), StartupFailed):
+                        return t.result()
+                if pending == {stop_wait}:
+                    return None
+        finally:
+            stop_wait.cancel()
+
+    async def run(self, duration_secs: float | None = None, *, install_signals: bool = False) -> RunResult:
+        cfg = self.config
+        self._t0 = time.monotonic()
+        self._http = None
+        loop = asyncio.get_running_loop()
+        if install_signals:  # first thing: a SIGTERM during recovery still means an orderly stop
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.request_stop)
+        failure: StartupFailed | None = None
+        try:
+            await self._startup()
+            self.metrics.up.set(1)
             async with asyncio.TaskGroup() as tg:
                 sink_tasks = [tg.create_task(sr.run(lambda: self._deadline), name=f"sink:{sr.sink_id}") for sr in self.sink_runners]
                 core_task = tg.create_task(self._core(), name="core")
@@ -239,25 +261,8 @@ class Agent:
                 self.started.set()
                 log.info("agent started", extra={"connectors": len(self.running), "sinks": len(self.sink_runners),
                                                  "http_port": self.http_port})
-                stop_wait = asyncio.create_task(self._stop.wait())
-                waiters = [stop_wait, *conn_tasks]
-                try:
-                    timeout = duration_secs
-                    pending = set(waiters)
-                    while True:
-                        done, pending = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-                        if stop_wait in done or not done:
-                            break
-                        for t in done:
-                            if isinstance(t.result(), StartupFailed):
-                                failure = t.result()
-                        if failure is not None or not (pending - {stop_wait}):
-                            break
-                        if duration_secs is not None:
-                            timeout = max(0.0, duration_secs - (time.monotonic() - self._t0))
-                finally:
-                    stop_wait.cancel()
-                # ---- shutdown, reverse order, inside the deadline
+                failure = await self._wait_for_stop(duration_secs, conn_tasks)
+                # ---- shutdown in reverse order, inside the deadline
                 self._deadline = time.monotonic() + cfg.agent.shutdown_deadline_secs
                 log.info("agent stopping", extra={"deadline_secs": cfg.agent.shutdown_deadline_secs})
                 for t in conn_tasks:
@@ -275,13 +280,13 @@ class Agent:
                 except AxedgeError as exc:
                     log.error("sink close failed", extra={"sink": sr.sink_id, "error": str(exc)})
                 sr.buffer.close()
-            if http is not None:
-                http.close()
+            if self._http is not None:
+                self._http.close()
             self.metrics.up.set(0)
             if install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
-        if isinstance(failure, BaseException):
+        if failure is not None:
             raise failure
         return RunResult(
             received=self.metrics.total_received(),

@@ -70,7 +70,7 @@ def _buffer_keys(state: Path) -> set[tuple[str, int]]:
 
 def _dataset_rows(data: Path):
     raw = data / "raw"
-    if not raw.exists():
+    if not raw.exists() or not any(raw.rglob("*.parquet")):
         return []
     t = ds.dataset(raw, partitioning="hive").to_table(columns=["signal", "time"])
     sig = t.column("signal").cast(pa.string()).to_pylist()

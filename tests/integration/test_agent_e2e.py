@@ -125,7 +125,7 @@ def test_cli_validate_bad_config_exit_2_with_file_line(tmp_path):
     p.write_text(cfg_text(tmp_path).replace("rate_hz: 100\n    chunk", "rate_hz: 0\n    chunk"))
     r = _axedge("validate", str(p))
     assert r.returncode == 2
-    assert f"{p}:24 connectors[0].rate_hz: Input should be greater than 0" in r.stderr
+    assert f"{p}:18 connectors[0].rate_hz: Input should be greater than 0" in r.stderr
 
 
 def test_cli_run_then_describe(tmp_path):
