@@ -68,13 +68,15 @@ class RegisterImage:
         return tuple(out)
 
     def fill(self, table: str, start_reg: int, address: int, count: int, regs: list[int]) -> None:
-        """Copy the requested range into pymodbus' register list (``start_reg`` = its index 0)."""
+        """Copy the requested range into pymodbus' register list (``start_reg`` = its index 0;
+        for bit tables ``start_reg`` and ``count`` are in 16-bit registers)."""
         if table in self.words:
             regs[address - start_reg : address - start_reg + count] = self.words[table][address : address + count].tolist()
             return
-        r0, r1 = address // 16, (address + count - 1) // 16
-        packed = np.packbits(self.bits[table][r0 * 16 : (r1 + 1) * 16], bitorder="little").view("<u2")
-        regs[r0 - start_reg : r1 + 1 - start_reg] = packed.tolist()
+        # bit tables: pymodbus passes ``count`` in 16-bit registers starting at register address // 16
+        r0 = address // 16
+        packed = np.packbits(self.bits[table][r0 * 16 : (r0 + count) * 16], bitorder="little").view("<u2")
+        regs[r0 - start_reg : r0 - start_reg + count] = packed.tolist()
 
 
 # --- value encoding (independent of the agent's decoder, so tests check one against the other)
