@@ -1,4 +1,4 @@
-"""Durable buffer: SQLite in WAL mode holding one Arrow IPC stream blob per batch.
+"""Durable buffer: SQLite in WAL mode holding one Arrow IPC stream blob (with its CRC-32) per batch.
 
 ``put`` commits before it returns; that commit is the durability point (see docs/buffer.md for
 what survives a SIGKILL or a power loss under each ``fsync`` setting). The index of stored
@@ -10,9 +10,11 @@ an exclusive lock: a second agent on the same store fails at startup instead of 
 from __future__ import annotations
 
 import itertools
+import logging
 import sqlite3
 import threading
 import uuid
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +24,8 @@ from edge_agent.buffer.base import Buffer, Tx
 from edge_agent.buffer.memory import BatchIndex
 from edge_agent.core.channel import WhenFull
 from edge_agent.errors import BufferCorrupt, BufferError, BufferFull
+
+log = logging.getLogger("axedge.buffer")
 
 FORMAT_VERSION = 1
 SYNCHRONOUS = {"off": "OFF", "normal": "NORMAL", "full": "FULL"}
@@ -33,8 +37,10 @@ CREATE TABLE batches (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     rows INTEGER NOT NULL,
     nbytes INTEGER NOT NULL,
+    crc32 INTEGER NOT NULL,
     blob BLOB NOT NULL
 );
+CREATE TABLE quarantine (seq INTEGER PRIMARY KEY, rows INTEGER, nbytes INTEGER, blob BLOB, reason TEXT NOT NULL);
 """
 
 
@@ -116,9 +122,13 @@ class SqliteBuffer(Buffer):
         self._conn = conn
 
     def _init_store(self, conn: sqlite3.Connection) -> None:
+        """Validate an existing store read-only (a damaged or foreign file is left untouched),
+        or create a new one; then load the index from the small columns."""
         conn.execute("PRAGMA locking_mode=EXCLUSIVE")
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if not tables:
+        if tables:
+            self._check_existing(conn, tables)
+        else:
             conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={SYNCHRONOUS[self.fsync]}")
@@ -133,7 +143,12 @@ class SqliteBuffer(Buffer):
                 [("buffer_id", str(uuid.uuid4())), ("format_version", str(FORMAT_VERSION))],
             )
             conn.execute("COMMIT")
-        elif not {"meta", "batches"} <= tables:
+        self.buffer_id = conn.execute("SELECT value FROM meta WHERE key = 'buffer_id'").fetchone()[0]
+        for seq, rows, nbytes in conn.execute("SELECT seq, rows, nbytes FROM batches ORDER BY seq"):
+            self._index.add(seq, rows, nbytes)
+
+    def _check_existing(self, conn: sqlite3.Connection, tables: set[str]) -> None:
+        if not {"meta", "batches", "quarantine"} <= tables:
             raise BufferCorrupt(
                 f"{self.path} is an SQLite file but not an axedge buffer (tables: {sorted(tables)})",
                 hint=f"buffer files belong to the agent alone; point state_dir elsewhere or move {self.path} aside",
@@ -145,9 +160,6 @@ class SqliteBuffer(Buffer):
                 f"buffer {self.path} has format version {version!r}; this axedge reads version {FORMAT_VERSION}",
                 hint="open it with the axedge version that wrote it and drain it, or " + _corrupt_hint(self.path),
             )
-        self.buffer_id = meta["buffer_id"]
-        for seq, rows, nbytes in conn.execute("SELECT seq, rows, nbytes FROM batches ORDER BY seq"):
-            self._index.add(seq, rows, nbytes)
 
     def _translate(self, exc: sqlite3.Error, op: str) -> BufferError:
         if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
@@ -177,8 +189,8 @@ class SqliteBuffer(Buffer):
                     if evict:
                         conn.executemany("DELETE FROM batches WHERE seq = ?", [(s,) for s in evict])
                     cur = conn.execute(
-                        "INSERT INTO batches (rows, nbytes, blob) VALUES (?, ?, ?)",
-                        (batch.num_rows, size, memoryview(blob)),
+                        "INSERT INTO batches (rows, nbytes, crc32, blob) VALUES (?, ?, ?, ?)",
+                        (batch.num_rows, size, zlib.crc32(blob), memoryview(blob)),
                     )
                     conn.execute("COMMIT")
                 except sqlite3.Error as exc:
@@ -193,31 +205,39 @@ class SqliteBuffer(Buffer):
         return seq
 
     def begin(self, max_rows: int) -> Tx | None:
-        with self._lock:
-            conn = self._connection()
-            seqs = self._index.take(max_rows)
-            if not seqs:
-                return None
-            try:
-                blobs = [conn.execute("SELECT blob FROM batches WHERE seq = ?", (s,)).fetchone()[0] for s in seqs]
-            except sqlite3.Error as exc:
-                self._index.inflight.difference_update(seqs)
-                raise self._translate(exc, "read") from exc
-            entries = [self._index.entries[s] for s in seqs]
-        try:
-            batches = [decode(b) for b in blobs]
-        except (pa.ArrowInvalid, OSError) as exc:
+        while True:
             with self._lock:
-                self._index.inflight.difference_update(seqs)
-            raise BufferCorrupt(f"buffer {self.path}: a batch in seq {seqs[0]}..{seqs[-1]} cannot be decoded: {exc}",
-                                hint=_corrupt_hint(self.path)) from exc
-        return Tx(
-            id=next(self._tx_ids),
-            seqs=seqs,
-            batches=batches,
-            rows=sum(e[0] for e in entries),
-            nbytes=sum(e[1] for e in entries),
-        )
+                conn = self._connection()
+                seqs = self._index.take(max_rows)
+                if not seqs:
+                    return None
+                try:
+                    stored = [conn.execute("SELECT blob, crc32 FROM batches WHERE seq = ?", (s,)).fetchone()
+                              for s in seqs]
+                except sqlite3.Error as exc:
+                    self._index.inflight.difference_update(seqs)
+                    raise self._translate(exc, "read") from exc
+                entries = dict(zip(seqs, (self._index.entries[s] for s in seqs), strict=True))
+            good: list[tuple[int, pa.RecordBatch]] = []
+            bad: list[tuple[int, str]] = []
+            for seq, (blob, crc) in zip(seqs, stored, strict=True):
+                if zlib.crc32(blob) != crc:
+                    bad.append((seq, "checksum mismatch"))
+                    continue
+                try:
+                    good.append((seq, decode(blob)))
+                except (pa.ArrowInvalid, OSError) as exc:
+                    bad.append((seq, f"undecodable: {exc}"))
+            if bad:
+                self._quarantine(bad)
+            if good:
+                return Tx(
+                    id=next(self._tx_ids),
+                    seqs=[s for s, _ in good],
+                    batches=[b for _, b in good],
+                    rows=sum(entries[s][0] for s, _ in good),
+                    nbytes=sum(entries[s][1] for s, _ in good),
+                )
 
     def end(self, tx: Tx, accept: bool) -> None:
         with self._lock:
@@ -270,6 +290,28 @@ class SqliteBuffer(Buffer):
         if self._conn is None:
             raise BufferError(f"buffer {self.path} is closed")
         return self._conn
+
+    def _quarantine(self, bad: list[tuple[int, str]]) -> None:
+        """Move damaged batches to the ``quarantine`` table (kept for forensics, out of the data
+        path) and count their rows as dropped: one bad batch must not stop the sink forever."""
+        with self._lock:
+            conn = self._connection()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for seq, reason in bad:
+                    conn.execute("INSERT INTO quarantine SELECT seq, rows, nbytes, blob, ? FROM batches WHERE seq = ?",
+                                 (reason, seq))
+                    conn.execute("DELETE FROM batches WHERE seq = ?", (seq,))
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback(conn)
+                raise self._translate(exc, "quarantine") from exc
+            dropped = [(seq, reason, self._index.entries[seq][0]) for seq, reason in bad]
+            self._index.remove([seq for seq, _ in bad])
+        for seq, reason, rows in dropped:
+            log.error("damaged batch moved to the quarantine table of the buffer",
+                      extra={"path": str(self.path), "seq": seq, "rows": rows, "reason": reason})
+            self.on_drop(rows, "buffer_corrupt")
 
     def _delete(self, conn: sqlite3.Connection, seqs: list[int], op: str) -> None:
         try:
