@@ -510,6 +510,42 @@ class MachineToolSim:
             await srv.write_attribute_value(nid, dv)
 
 
+class MachineToolThread:
+    """The in-process simulator on its own event loop thread: one server shared by many tests
+    (``with MachineToolThread(...) as t``), controlled through ``await t.call(fn, *args)``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        import threading
+
+        self.sim = MachineToolSim(**kwargs)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="machine-tool-sim", daemon=True)
+
+    def __enter__(self) -> MachineToolThread:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.sim.start(), self.loop).result(120)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.sim.stop(), self.loop).result(60)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+    @property
+    def endpoint(self) -> str:
+        return self.sim.endpoint
+
+    async def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args)`` (plain or async) on the simulator's loop and await the result."""
+
+        async def runner() -> Any:
+            res = fn(*args, **kwargs)
+            return await res if asyncio.iscoroutine(res) else res
+
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(runner(), self.loop))
+
+
 class MachineToolProcess:
     """The simulator in its own process (for SIGKILL / restart tests and demos)."""
 
