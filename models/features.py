@@ -172,22 +172,31 @@ def align_with_age(t_ns, col, value, grid_ns, n_signals, *, max_age_ns):
     ``-1`` where there is none (so callers can tell *missing* from *stale* from *gap*)."""
     out = np.full((len(grid_ns), n_signals), np.nan)
     age = np.full((len(grid_ns), n_signals), -1, dtype=np.int64)
-    if not len(t_ns):
+    if not len(t_ns) or not len(grid_ns):
         return out, age
-    order = np.lexsort((t_ns, col))
-    t_s, c_s, v_s = t_ns[order], col[order], value[order]
-    bounds = np.searchsorted(c_s, np.arange(n_signals + 1))
-    for j in range(n_signals):
-        a, b = bounds[j], bounds[j + 1]
-        if a == b:
-            continue
-        tj, vj = t_s[a:b], v_s[a:b]
-        k = np.searchsorted(tj, grid_ns, side="right") - 1
-        seen = k >= 0
-        kk = np.where(seen, k, 0)
-        a = grid_ns - tj[kk]
-        age[:, j] = np.where(seen, a, -1)
-        out[:, j] = np.where(seen & (a <= max_age_ns), vj[kk], np.nan)
+    t_ns = np.asarray(t_ns, dtype=np.int64)
+    grid_ns = np.asarray(grid_ns, dtype=np.int64)
+    col = np.asarray(col, dtype=np.int64)
+    lo = min(int(t_ns.min()), int(grid_ns.min()))
+    span = max(int(t_ns.max()), int(grid_ns.max())) - lo + 1
+    if span * n_signals >= 2**62:  # keys would overflow int64: one signal at a time
+        for j in range(n_signals):
+            m = col == j
+            if m.any():
+                o, a = align_with_age(t_ns[m], np.zeros(int(m.sum()), np.int64), value[m], grid_ns, 1, max_age_ns=max_age_ns)
+                out[:, j], age[:, j] = o[:, 0], a[:, 0]
+        return out, age
+    # one sorted key (signal, time) for observations and queries: a single searchsorted
+    key = col * span + (t_ns - lo)
+    order = np.argsort(key, kind="stable")
+    key_s, t_s, v_s, c_s = key[order], t_ns[order], np.asarray(value, dtype=np.float64)[order], col[order]
+    q = np.arange(n_signals, dtype=np.int64)[None, :] * span + (grid_ns - lo)[:, None]
+    k = np.searchsorted(key_s, q, side="right") - 1
+    kk = np.clip(k, 0, None)
+    seen = (k >= 0) & (c_s[kk] == np.arange(n_signals)[None, :])
+    a = grid_ns[:, None] - t_s[kk]
+    age[:] = np.where(seen, a, -1)
+    out[:] = np.where(seen & (a <= max_age_ns), v_s[kk], np.nan)
     return out, age
 
 

@@ -297,8 +297,8 @@ class EdgeScorer:
             ok = r == 0
             if ok.any():
                 self._enqueue(m, rt[loc[ok]], np.ascontiguousarray(x[ok], dtype=np.float32))
-        keep = max(w - 1, 0)
-        self._ring_v, self._ring_r, self._ring_t = rv[len(rv) - keep :], rr[len(rr) - keep :], rt[len(rt) - keep :]
+        cut = max(0, len(rt) - (w - 1))  # keep the last window - 1 rows
+        self._ring_v, self._ring_r, self._ring_t = rv[cut:], rr[cut:], rt[cut:]
 
     def _enqueue(self, m: _Model, times, x) -> None:
         item = (m, times, x)

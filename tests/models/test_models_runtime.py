@@ -152,3 +152,20 @@ def test_arrow_sample_batches_are_accepted(model_dir, cat, tep_bundle):
     assert st.samples_in == 30 * 52
     assert st.windows_enqueued == 30 - 2 - 2  # see the first test for the two-row lag
     assert st.windows_scored + sum(st.windows_dropped.values()) == st.windows_enqueued
+
+
+async def test_long_windows_and_hop_follow_the_bundle(tep_train, cat, tmp_path):
+    b = models.train(tep_train, kind="zscore", window=6, hop=4)
+    b.save(tmp_path / "m6")
+    df = tep_frame("d02_te", slice(0, 80))
+    scorer = EdgeScorer(tmp_path / "m6", cat)
+    scorer.start()
+    for c in chunks(df, cat):
+        scorer.process(c)
+    assert scorer.wait_idle()
+    scorer.close()
+    live = scorer.drain_scores().to_pandas()
+    k = (live["time"].astype("int64").to_numpy() - T0) // PERIOD
+    np.testing.assert_array_equal(k, np.arange(6, 79, 4))  # first full window ends at grid 6
+    offline = b.score(df)["score"].to_numpy()
+    np.testing.assert_allclose(live["score"].to_numpy(), offline[k - 1], rtol=1e-5)

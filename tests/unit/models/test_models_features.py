@@ -79,3 +79,36 @@ def test_fingerprint_changes_with_any_value():
     b.loc[1, "x"] = 2.0000001
     assert fingerprint(a) == fingerprint(a.copy())
     assert fingerprint(a) != fingerprint(b)
+
+
+def _naive_align(t, col, v, grid, n, max_age):
+    out = np.full((len(grid), n), np.nan)
+    for gi, g in enumerate(grid):
+        for j in range(n):
+            m = (col == j) & (t <= g)
+            if m.any():
+                k = np.nonzero(m & (t == t[m].max()))[0][-1]  # latest; on equal times the later row
+                if g - t[k] <= max_age:
+                    out[gi, j] = v[k]
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("epoch", [0, 1_700_000_000 * 10**9])
+def test_vectorised_alignment_matches_a_naive_loop(seed, epoch):
+    rng = np.random.default_rng(seed)
+    n_obs, n_sig = 200, 4
+    t = epoch + rng.integers(0, 10_000, n_obs)
+    col = rng.integers(0, n_sig, n_obs)
+    v = rng.normal(size=n_obs)
+    v[rng.random(n_obs) < 0.1] = np.nan
+    grid = epoch + np.arange(-500, 11_000, 250)
+    got = align_to_grid(t, col, v, grid, n_sig, max_age_ns=700)
+    np.testing.assert_array_equal(got, _naive_align(t, col, v, grid, n_sig, 700))
+
+
+def test_alignment_falls_back_when_keys_would_overflow():
+    t = np.array([0, 2**61], dtype=np.int64)
+    out = align_to_grid(t, np.array([0, 3]), np.array([1.0, 2.0]), np.array([0, 2**61]), 4, max_age_ns=10)
+    np.testing.assert_array_equal(out[:, 0], [1.0, np.nan])
+    np.testing.assert_array_equal(out[:, 3], [np.nan, 2.0])
