@@ -8,7 +8,6 @@ row, so every key in the data has its metadata; a changed signal takes the newes
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -55,10 +54,6 @@ def merge(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str
     return [by_key[k] for k in sorted(by_key)]
 
 
-def digest(rows: list[dict[str, Any]]) -> str:
-    return hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
-
-
 def load(root: Path) -> list[dict[str, Any]]:
     """The stored catalog rows (``[]`` for a new dataset)."""
     path = root / META_DIR / CATALOG_JSON
@@ -81,11 +76,13 @@ def to_table(rows: list[dict[str, Any]]) -> pa.Table:
 def save(root: Path, rows: list[dict[str, Any]], updated: str) -> None:
     """Write ``signals.parquet`` and ``signals.json`` atomically (tmp, fsync, replace, dir fsync)."""
     meta = root / META_DIR
-    doc = {"format_version": FORMAT_VERSION, "updated": updated, "signals": rows}
     tmp_json = meta / f".{CATALOG_JSON}.tmp"
     tmp_parquet = meta / f".{CATALOG_PARQUET}.tmp"
+    # one signal per line: readable and diffable, and fast (the C encoder runs without indent)
+    head = json.dumps({"format_version": FORMAT_VERSION, "updated": updated})[:-1]
+    body = ",\n".join(json.dumps(r, sort_keys=True, default=str) for r in rows)
     with open(tmp_json, "w") as f:
-        json.dump(doc, f, indent=1, sort_keys=True, default=str)
+        f.write(f'{head}, "signals": [\n{body}\n]}}\n')
         f.flush()
         os.fsync(f.fileno())
     pq.write_table(to_table(rows), tmp_parquet, compression="zstd")

@@ -137,7 +137,7 @@ def from_metadata(doc: dict[str, Any], root: Path) -> dict[str, Any]:
         "description": doc["description"],
         "license": doc["license"],
         "version": f"{doc['format_version']}.0.0",
-        "datePublished": doc["created"][:10],
+        **({"datePublished": doc["created"][:10]} if doc.get("created") else {}),
         "creator": {"@type": "sc:Organization", "name": "axedge"},
         "keywords": ["manufacturing", "industrial IoT", "time series", "axedge"],
         "distribution": distribution,
