@@ -9,7 +9,7 @@ browse, MQTT topic templates, Sparkplug births); both go through :meth:`SignalCa
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -61,14 +61,12 @@ class SignalSpec:
 class Signal:
     id: int
     spec: SignalSpec
+    key: str = ""
+    partition: str = ""
 
-    @property
-    def key(self) -> str:
-        return self.spec.key
-
-    @property
-    def partition(self) -> str:
-        return asset_partition_value(self.spec.asset)
+    @classmethod
+    def make(cls, id_: int, spec: SignalSpec) -> Signal:
+        return cls(id_, spec, spec.key, asset_partition_value(spec.asset))
 
 
 class DuplicateSignal(ValueError):
@@ -96,7 +94,7 @@ class SignalCatalog:
                 if old.spec == spec:
                     return old.id
                 if replace or old.spec.connector == spec.connector:
-                    sig = Signal(old.id, spec)
+                    sig = Signal.make(old.id, spec)
                     self._by_key[spec.key] = sig
                     self._by_id[old.id] = sig
                     self.version += 1
@@ -105,7 +103,7 @@ class SignalCatalog:
                     f"signal {spec.key!r} declared by connector {spec.connector!r} "
                     f"is already declared by connector {old.spec.connector!r}"
                 )
-            sig = Signal(len(self._by_id), spec)
+            sig = Signal.make(len(self._by_id), spec)
             self._by_id.append(sig)
             self._by_key[spec.key] = sig
             self.version += 1
@@ -128,13 +126,23 @@ class SignalCatalog:
             return list(self._by_id)
 
     def to_records(self) -> list[dict[str, Any]]:
-        """Plain dict rows (for the dataset's signal catalog)."""
+        """Plain dict rows (for the dataset's signal catalog). No deep copies: 10,000 signals
+        must not stall the sink (``dataclasses.asdict`` took ~1 s here)."""
         rows = []
         for sig in self.snapshot():
-            d = asdict(sig.spec)
-            d["dtype"] = sig.spec.dtype.value
-            d["id"] = sig.id
-            d["key"] = sig.key
-            d["asset_partition"] = sig.partition
-            rows.append(d)
+            sp = sig.spec
+            rows.append({
+                "id": sig.id,
+                "key": sig.key,
+                "name": sp.name,
+                "asset": sp.asset,
+                "asset_partition": sig.partition,
+                "unit": sp.unit,
+                "dtype": sp.dtype.value,
+                "address": sp.address,
+                "connector": sp.connector,
+                "semantic_id": sp.semantic_id,
+                "description": sp.description,
+                "extra": dict(sp.extra),
+            })
         return rows

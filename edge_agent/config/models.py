@@ -45,7 +45,7 @@ class BatchSection(StrictModel):
 
 class CoreSection(StrictModel):
     channel_max_chunks: int = Field(1024, ge=1, description="Chunks queued between connectors and the batcher")
-    channel_max_rows: int = Field(1_000_000, ge=1, description="Rows queued between connectors and the batcher")
+    channel_max_rows: int = Field(500_000, ge=1, description="Rows queued between connectors and the batcher")
     when_full: WhenFull = Field(WhenFull.block, description="block: back-pressure connectors; drop_newest / drop_oldest: drop and count")
     batch: BatchSection = Field(default_factory=BatchSection)
 
@@ -66,6 +66,12 @@ class BufferSection(StrictModel):
     max_bytes: ByteSize = Field(ByteSize(1024**3), description="Upper bound of buffered data per sink (e.g. 1GiB)")
     when_full: WhenFull = Field(WhenFull.block, description="block | drop_oldest | drop_newest, each drop counted")
     fsync: FsyncMode = Field(FsyncMode.normal, description="off | normal | full, see docs/buffer.md")
+
+    @field_validator("fsync", mode="before")
+    @classmethod
+    def _yaml_off(cls, v: Any) -> Any:
+        # YAML 1.1 reads a bare `off` as false; accept it as the mode the user wrote
+        return "off" if v is False else v
 
 
 ConnectorSection = Annotated[Union[tuple(connector_config_models())], Field(discriminator="type")]  # noqa: UP007

@@ -104,6 +104,16 @@ class SampleChunk:
         )
 
 
+def _arrow(values: np.ndarray, type_: pa.DataType, valid: np.ndarray | None = None) -> pa.Array:
+    """Zero-copy numpy -> Arrow for fixed-width types (``pa.array`` would also import pandas)."""
+    values = np.ascontiguousarray(values)
+    if valid is None:
+        return pa.Array.from_buffers(type_, values.shape[0], [None, pa.py_buffer(values)])
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    nulls = int(values.shape[0] - np.count_nonzero(valid))
+    return pa.Array.from_buffers(type_, values.shape[0], [bitmap, pa.py_buffer(values)], null_count=nulls)
+
+
 def chunks_to_batch(chunks: Sequence[SampleChunk]) -> pa.RecordBatch:
     """Concatenate chunks into one Arrow record batch in :data:`SAMPLE_SCHEMA` (vectorised)."""
     if not chunks:
@@ -116,15 +126,13 @@ def chunks_to_batch(chunks: Sequence[SampleChunk]) -> pa.RecordBatch:
     qual = cat([c.quality for c in chunks]).astype(np.uint32, copy=False)
     n = sid.shape[0]
 
+    valid = None
     if any(c.valid is not None for c in chunks):
         valid = cat([c.valid if c.valid is not None else np.ones(len(c), dtype=bool) for c in chunks])
-        value_arr = pa.array(val, type=pa.float64(), mask=~valid)
-    else:
-        value_arr = pa.array(val, type=pa.float64())
 
     if any(c.server_time_ns is not None for c in chunks):
         srv = cat([c.server_time_ns if c.server_time_ns is not None else np.zeros(len(c), np.int64) for c in chunks])
-        server_arr = pa.array(srv, type=pa.int64(), mask=srv == 0).cast(TS_NS_UTC)
+        server_arr = _arrow(srv.astype(np.int64, copy=False), TS_NS_UTC, srv != 0)
     else:
         server_arr = pa.nulls(n, type=TS_NS_UTC)
 
@@ -138,13 +146,13 @@ def chunks_to_batch(chunks: Sequence[SampleChunk]) -> pa.RecordBatch:
 
     return pa.RecordBatch.from_arrays(
         [
-            pa.array(sid, type=pa.int32()),
-            pa.array(src, type=pa.int64()).cast(TS_NS_UTC),
+            _arrow(sid, pa.int32()),
+            _arrow(src, TS_NS_UTC),
             server_arr,
-            pa.array(recv, type=pa.int64()).cast(TS_NS_UTC),
-            value_arr,
+            _arrow(recv, TS_NS_UTC),
+            _arrow(val, pa.float64(), valid),
             text_arr,
-            pa.array(qual, type=pa.uint32()),
+            _arrow(qual, pa.uint32()),
         ],
         schema=SAMPLE_SCHEMA,
     )

@@ -98,6 +98,7 @@ class SinkRunner:
                 except Exception as exc:  # noqa: BLE001 - sink boundary: reject and retry
                     pending = await self._fail(pending, exc)
                     continue
+                tx.batches = []  # the sink has the rows; keep only the seqs until commit (bounded memory)
                 if self.sink.commit_due():
                     pending = await self._commit(pending)
             if pending:
