@@ -221,10 +221,13 @@ def _ae_forward(p: dict[str, np.ndarray], f: np.ndarray) -> list[np.ndarray]:
     return acts
 
 
-def _fit_ae(w, center, scale, f, *, seed=0, epochs=150, batch_size=64, lr=2e-3, hidden=None, code=None, weight_decay=1e-4, **_):
-    """Dense autoencoder d -> h -> c -> h -> d (tanh), trained with Adam on the MSE."""
+def _fit_ae(w, center, scale, f, *, seed=0, epochs=None, batch_size=64, lr=2e-3, hidden=None, code=None, weight_decay=1e-4, **_):
+    """Dense autoencoder d -> h -> c -> h -> d (tanh), trained with Adam on the MSE. By default
+    about 4000 Adam steps (20 to 150 epochs) so training time stays bounded on large tables."""
     rng = np.random.default_rng(seed)
     d = f.shape[1]
+    if epochs is None:
+        epochs = int(np.clip(np.ceil(4000 * batch_size / len(f)), 20, 150))
     h = hidden or int(min(64, max(8, d // 2)))
     c = code or int(min(16, max(2, d // 8)))
     sizes = [d, h, c, h, d]
