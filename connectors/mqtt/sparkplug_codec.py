@@ -45,8 +45,8 @@ class SpDataType(IntEnum):
     Template = 19
 
 
-INT32_TYPES = frozenset({1, 2, 3, 5, 6, 7})  # carried in int_value (uint32)
-INT64_TYPES = frozenset({4, 8, 13})  # carried in long_value (uint64)
+INT32_TYPES = frozenset({1, 2, 3, 5, 6})  # carried in int_value (uint32)
+INT64_TYPES = frozenset({4, 7, 8, 13})  # carried in long_value (uint64); UInt32 too, as in Tahu
 TEXT_TYPES = frozenset({12, 14, 15})
 
 _F32 = struct.Struct("<f")
