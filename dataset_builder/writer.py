@@ -163,12 +163,16 @@ class RawDatasetWriter:
         self._buffered_total = 0
         self._unfinished: list[tuple[Path, Path]] = []  # committed, rename still to do
         self._known_dirs: set[Path] = set()
+        self._outcome_unknown = False  # a manifest append failed half-way: only open() can tell
         self._schema = RAW_FILE_SCHEMA
 
     # ------------------------------------------------------------------ lifecycle
 
     def open(self) -> dict[str, int]:
         """Create the directories, check they are writable, recover; return the watermarks."""
+        if self._files or self._pending_seqs:
+            self.abort()
+        self._outcome_unknown = False
         for d in (self.root, self._raw, self._meta, self._staging, self._quarantine):
             try:
                 d.mkdir(parents=True, exist_ok=True)
@@ -494,9 +498,19 @@ class RawDatasetWriter:
             "unknown_signals": sorted(self._unknown_ids),
             "provenance": self.provenance,
         }
+        size = self._manifest.stat().st_size if self._manifest.exists() else 0
         try:
             mf.append_entry(self._manifest, entry)
         except OSError as exc:
+            if not self._manifest.exists() or self._manifest.stat().st_size != size:
+                # the line may or may not be durable: keep the staged files for open() to decide
+                self._outcome_unknown = True
+                raise DatasetError(
+                    f"commit outcome unknown: appending to {self._manifest} failed and could not be undone "
+                    f"({exc.strerror or exc})",
+                    path=str(self._manifest),
+                    hint="restart the agent: open() rolls the commit forward or quarantines its files",
+                ) from exc
             raise self._io_error(self._manifest, exc, "appending to the manifest") from exc
         # ---- committed: from here on the commit stands, whatever happens
         for b, (_first, last) in self._pending_seqs.items():
@@ -511,6 +525,7 @@ class RawDatasetWriter:
 
     def abort(self) -> None:
         """Drop the pending (uncommitted) files; the caller replays their batches."""
+        keep = self._outcome_unknown
         for f in self._files:
             if not f.closed:
                 for closer in (f.writer, f.sink):
@@ -521,6 +536,8 @@ class RawDatasetWriter:
                     except (OSError, pa.ArrowException) as exc:
                         log.warning("event=abort_close_failed file=%s error=%s", f.staged, exc)
             self.stats.aborted_rows += f.total_rows
+            if keep:
+                continue
             try:
                 f.staged.unlink(missing_ok=True)
             except OSError as exc:  # left for open() to quarantine
@@ -676,6 +693,9 @@ class RawDatasetWriter:
     def _check_open(self) -> None:
         if not self._opened:
             raise RuntimeError("RawDatasetWriter.open() must be called first")
+        if self._outcome_unknown:
+            raise DatasetError("a commit's outcome is unknown after a failed manifest append",
+                               path=str(self._manifest), hint="restart the agent (open() recovers)")
 
     def _unusable(self, path: Path, exc: OSError) -> DatasetError:
         return DatasetError(
