@@ -16,6 +16,7 @@ from models.runtime import EdgeScorer
 from .conftest import tep_frame
 
 PERIOD = 180 * 10**9
+QUEUE = 10_000  # room for every window: these tests check scores, not drops (see the last test)
 T0 = 1_700_000_100 * 10**9  # on the 3-minute grid (9444445 * 180 s)
 
 
@@ -47,7 +48,7 @@ def cat(tep_train):
 
 async def test_stream_scores_match_offline_scores_and_fault_makes_one_event(model_dir, cat, tep_bundle):
     df = tep_frame("d01_te", slice(0, 400))
-    scorer = EdgeScorer(model_dir, cat)
+    scorer = EdgeScorer(model_dir, cat, max_queue_batches=QUEUE)
     scorer.start()
     channel = BoundedChannel(max_chunks=16, max_rows=10_000)
     events = []
@@ -73,7 +74,7 @@ async def test_stream_scores_match_offline_scores_and_fault_makes_one_event(mode
 
 async def test_stale_missing_and_bad_inputs_give_no_score_and_counted_reasons(model_dir, cat):
     df = tep_frame("d00_te", slice(0, 60))
-    scorer = EdgeScorer(model_dir, cat)
+    scorer = EdgeScorer(model_dir, cat, max_queue_batches=QUEUE)
     scorer.start()
     for c in chunks(df, cat, rows=range(0, 20)):
         scorer.process(c)
@@ -101,7 +102,7 @@ async def test_stale_missing_and_bad_inputs_give_no_score_and_counted_reasons(mo
 
 async def test_hot_reload_swaps_good_bundle_and_refuses_bad_one(model_dir, cat, tep_train, tmp_path):
     df = tep_frame("d00_te", slice(0, 40))
-    scorer = EdgeScorer(model_dir, cat)
+    scorer = EdgeScorer(model_dir, cat, max_queue_batches=QUEUE)
     scorer.start()
     for c in chunks(df, cat, rows=range(0, 20)):
         scorer.process(c)
@@ -140,6 +141,21 @@ def test_start_refuses_unit_mismatch_and_unknown_inputs(model_dir, tep_train, te
         EdgeScorer(model_dir, catalog_for(tep_train.columns[1:10])).start()
 
 
+def test_full_queue_drops_oldest_windows_and_counts_them(model_dir, cat):
+    df = tep_frame("d00_te", slice(0, 300))
+    scorer = EdgeScorer(model_dir, cat, max_queue_batches=1)
+    scorer.start()
+    for c in chunks(df, cat):
+        scorer.process(c)
+    assert scorer.wait_idle()
+    scorer.close()
+    st = scorer.stats
+    assert st.windows_enqueued == 300 - 2 - 2
+    assert set(st.windows_dropped) <= {"queue_full"}
+    assert st.windows_scored + st.windows_dropped.get("queue_full", 0) == st.windows_enqueued
+    assert scorer.drain_scores().num_rows == st.windows_scored
+
+
 def test_arrow_sample_batches_are_accepted(model_dir, cat, tep_bundle):
     df = tep_frame("d00_te", slice(0, 30))
     scorer = EdgeScorer(model_dir, cat, max_queue_batches=2)
@@ -158,7 +174,7 @@ async def test_long_windows_and_hop_follow_the_bundle(tep_train, cat, tmp_path):
     b = models.train(tep_train, kind="zscore", window=6, hop=4)
     b.save(tmp_path / "m6")
     df = tep_frame("d02_te", slice(0, 80))
-    scorer = EdgeScorer(tmp_path / "m6", cat)
+    scorer = EdgeScorer(tmp_path / "m6", cat, max_queue_batches=QUEUE)
     scorer.start()
     for c in chunks(df, cat):
         scorer.process(c)
