@@ -30,7 +30,7 @@ def render(doc: dict[str, Any]) -> str:
         "task_categories": ["time-series-forecasting", "tabular-classification"],
         "size_categories": [_size(doc["rows"])],
         "configs": [{"config_name": a["partition"],
-                     "data_files": [{"split": "all", "path": f"curated/asset={a['partition']}/*/*.parquet"}]}
+                     "data_files": [{"split": "rows", "path": f"curated/asset={a['partition']}/*/*.parquet"}]}
                     for a in doc["assets"]],
     }
     b = doc["build"]

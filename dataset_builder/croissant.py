@@ -95,6 +95,7 @@ def from_metadata(doc: dict[str, Any], root: Path) -> dict[str, Any]:
         cols[s["column"]] = text
         cols[s["column"] + "__state"] = f"state of {s['column']} per row: {states}"
     common = {"time": f"start of the grid period (UTC, {doc['build']['period']})",
+              "elapsed_us": f"start of the grid period, microseconds since the dataset start ({doc['build']['period']})",
               "label": "kinds of the events/labels overlapping the period, joined with |",
               "split": "train / validation / test (null: embargo around a split boundary)",
               "cycle_start": "start of the production cycle the period belongs to"}
@@ -136,6 +137,8 @@ def from_metadata(doc: dict[str, Any], root: Path) -> dict[str, Any]:
         "name": doc["name"],
         "description": doc["description"],
         "license": doc["license"],
+        "citeAs": f"@misc{{{doc['name']}, title={{{doc['name']}}}, note={{axedge curated dataset, built "
+                  f"{(doc.get('created') or '')[:10]}}}}}",
         "version": f"{doc['format_version']}.0.0",
         **({"datePublished": doc["created"][:10]} if doc.get("created") else {}),
         "creator": {"@type": "sc:Organization", "name": "axedge"},

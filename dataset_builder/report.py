@@ -47,7 +47,7 @@ def render(root: str | Path) -> str:
     t_col = "time"
     first = pq.read_schema(root / files[0]["path"])
     if "time" not in first.names:
-        t_col = "elapsed"
+        t_col = "elapsed_us"
     t0, t1 = None, None
     for f in files:
         md = pq.ParquetFile(root / f["path"]).metadata

@@ -9,7 +9,8 @@ Policy file (YAML)::
       - {match: "spindle_*", pseudonymise: true, quantise: 10}
       - {match: "force", noise: 0.05}          # Gaussian noise, absolute standard deviation
     assets: pseudonymise             # keep | pseudonymise: every site/area/line/asset name
-    time: relative                   # absolute | relative: elapsed time from the dataset start
+    time: relative                   # absolute | relative: int64 microseconds since the dataset start
+                                     # (the row time column becomes ``elapsed_us``; partitions day-NNNN)
     events: keep                     # keep | drop: the label column and the events table
 
 What the export holds: the kept columns (renamed, quantised, noised as asked) of the curated
@@ -26,6 +27,7 @@ patterns (they may name dropped signals).
 
 from __future__ import annotations
 
+import datetime as dt
 import fnmatch
 import hashlib
 import hmac
@@ -189,7 +191,7 @@ def export(src: str | Path, policy: Policy | str | Path, dst: str | Path, *, com
         if not rel:
             return col
         us = pc.cast(col, pa.int64())
-        return pc.cast(pc.subtract(us, pa.scalar(t0, pa.int64())), pa.duration("us"))
+        return pc.subtract(us, pa.scalar(t0, pa.int64()))
 
     dst.mkdir(parents=True, exist_ok=True)
     out_files: dict[str, list[dict]] = {"curated": [], "cycles": []}
@@ -207,7 +209,7 @@ def export(src: str | Path, policy: Policy | str | Path, dst: str | Path, *, com
                 p_ = plan.get((part, base), "none")
                 if p_ == "none":  # not a signal column
                     if name in ("time", "cycle_start", "cycle_end"):
-                        cols["elapsed" if rel and name == "time" else name] = shift_time(col)
+                        cols["elapsed_us" if rel and name == "time" else name] = shift_time(col)
                     elif name == "label" and pol.events == "drop":
                         continue
                     elif name == "value" and layer == "cycles":
@@ -270,8 +272,8 @@ def export(src: str | Path, policy: Policy | str | Path, dst: str | Path, *, com
 
         et = pa.Table.from_pylist(rows, schema=EVENTS_SCHEMA)
         if rel:
-            et = et.set_column(0, "start", shift_time(et.column("start").combine_chunks()))
-            et = et.set_column(1, "end", shift_time(et.column("end").combine_chunks()))
+            for i, name in enumerate(("start", "end")):
+                et = et.set_column(i, name, shift_time(et.column(name).combine_chunks()))
         et = et.replace_schema_metadata({b"axedge.layer": b"events"})
         (dst / "events").mkdir(exist_ok=True)
         pq.write_table(et, dst / "events/events.parquet", compression=None if compression == "none" else compression)
@@ -306,9 +308,10 @@ def export(src: str | Path, policy: Policy | str | Path, dst: str | Path, *, com
         "name": dst.name,
         "description": pol.description or f"Shared extract of a curated axedge dataset ({len(signals)} signals).",
         "license": pol.license or doc.get("license", "other"),
-        "created": doc["created"] if not rel else None,
+        "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),  # of the export
         "time_range": {"start": when(doc["time_range"]["start"]), "end": when(doc["time_range"]["end"])},
-        "time": "relative: column elapsed = time since the dataset start" if rel else "absolute UTC",
+        "time": "relative: elapsed_us and the other time columns are int64 microseconds since the dataset start"
+                if rel else "absolute UTC",
         "rows": sum(a["rows"] for a in new_assets.values()),
         "build": {"period": build["period"], "period_us": build["period_us"],
                   "fill_limit_periods": build["fill_limit_periods"],
