@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.detectors import KINDS
 from models.evaluate import event_level, pointwise
 from models.train import train
 
@@ -191,13 +190,86 @@ def run_nab(data: Path) -> str:
     )
 
 
+SIM_SIGNALS = ("melt_temperature", "ladle_weight", "pouring_rate", "stopper_position", "mould_temperature", "cooling_water_temperature", "ladle_tilt")
+SIM_FAULTS = (
+    ("thermocouple_drift", {"tc_drift_rate": 0.05}),
+    ("stopper_sticking", {"stopper_sticky": True}),
+    ("melt_temperature_drop", {"melt_drop_rate": 0.3}),
+    ("sensor_stuck", {"stuck": "mould_temperature"}),
+)
+
+
+def _sim_run(seconds: int, seed: int, faults: bool) -> tuple[pd.DataFrame, np.ndarray, list[tuple[str, int, int]]]:
+    """The casting-line process model (``hardware.casting_line``) stepped at 1 s; with ``faults``
+    one fault of each kind for 5 minutes every 30 minutes, with the simulator's own fault effects."""
+    import random
+
+    from hardware.casting_line import CastingLineModel
+
+    m = CastingLineModel(rng=random.Random(seed))
+    rows, label, truth = [], np.zeros(seconds, bool), []
+    active = None
+    for t in range(seconds):
+        if faults and t % 1800 == 900:
+            kind, effect = SIM_FAULTS[(t // 1800) % len(SIM_FAULTS)]
+            active = (kind, effect, t)
+            for k, v in effect.items():
+                if k == "stuck":
+                    m.stuck[v] = m.readings()[v]
+                else:
+                    setattr(m, k, v)
+        if active and t == active[2] + 300:
+            kind, effect, start = active
+            m.tc_drift_rate = m.tc_drift = m.melt_drop_rate = 0.0
+            m.stopper_sticky = False
+            m.stuck.clear()
+            truth.append((kind, start, t - 1))
+            active = None
+        label[t] = active is not None
+        m.step(1.0)
+        r = m.readings()
+        rows.append([float(r[s]) for s in SIM_SIGNALS])
+    df = pd.DataFrame(rows, columns=list(SIM_SIGNALS))
+    df.insert(0, "time", pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(np.arange(seconds), unit="s"))
+    return df, label, truth
+
+
+def run_sim(data: Path) -> str:
+    train_df, _, _ = _sim_run(4 * 3600, seed=1, faults=False)
+    test_df, label, truth = _sim_run(4 * 3600, seed=2, faults=True)
+    rows = []
+    for kind in ("zscore", "pca", "autoencoder", "auto"):
+        b = train(train_df, kind=kind, window=10)
+        alarm = b.score(test_df)["anomaly"].to_numpy()
+        m = pointwise(alarm, label)
+        per = {}
+        for k, s, e in truth:
+            hit = np.nonzero(alarm[s : e + 1])[0]
+            per.setdefault(k, []).append(int(hit[0]) if len(hit) else None)
+        cells = []
+        for k, _ in SIM_FAULTS:
+            d = per.get(k, [])
+            found = [x for x in d if x is not None]
+            cells.append(f"{len(found)}/{len(d)}" + (f" ({np.mean(found):.0f} s)" if found else ""))
+        rows.append(f"| {kind} ({b.kind}) | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['false_alarm_rate']:.3f} | " + " | ".join(cells) + " |")
+    return "\n".join(
+        [
+            "### Casting-line simulator ground truth (process model of `hardware/casting_line.py`, 1 s samples, "
+            f"{len(SIM_SIGNALS)} analog signals, train 4 h normal, test 4 h with a 5-min fault every 30 min, window 10 s)",
+            "",
+            "| detector | precision | recall | F1 | FAR | " + " | ".join(f"{k} detected (mean delay)" for k, _ in SIM_FAULTS) + " |",
+            "|---|---|---|---|---|" + "---|" * len(SIM_FAULTS),
+            *rows,
+        ]
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    ap.add_argument("--only", default="tep,cnc,nab")
+    ap.add_argument("--only", default="tep,cnc,nab,sim")
     args = ap.parse_args(argv)
-    runners = {"tep": run_tep, "cnc": run_cnc, "nab": run_nab}
-    assert set(KINDS) >= {"pca", "pca_t2"}
+    runners = {"tep": run_tep, "cnc": run_cnc, "nab": run_nab, "sim": run_sim}
     for key in args.only.split(","):
         t0 = time.perf_counter()
         print(runners[key](args.data.resolve()))
