@@ -55,7 +55,12 @@ def _time_ns(col: pa.ChunkedArray) -> np.ndarray:
         # numbers are seconds since the epoch (or sample indexes for unclocked data)
         return (col.to_numpy(zero_copy_only=False).astype(np.float64) * 1e9).astype(np.int64)
     if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return pc.cast(pc.strptime(col, format="%Y-%m-%d %H:%M:%S", unit="ns"), pa.int64()).to_numpy(zero_copy_only=False)
+        for target in (pa.timestamp("ns"), pa.timestamp("ns", tz="UTC")):  # naive text is read as UTC
+            try:
+                return pc.cast(pc.cast(col, target), pa.int64()).to_numpy(zero_copy_only=False)
+            except pa.ArrowInvalid as exc:
+                err = exc
+        raise TrainingDataError(f"time column: cannot parse ISO 8601 timestamps ({err})") from err
     raise TrainingDataError(f"time column has unsupported type {t}")
 
 

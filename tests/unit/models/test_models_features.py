@@ -112,3 +112,12 @@ def test_alignment_falls_back_when_keys_would_overflow():
     out = align_to_grid(t, np.array([0, 3]), np.array([1.0, 2.0]), np.array([0, 2**61]), 4, max_age_ns=10)
     np.testing.assert_array_equal(out[:, 0], [1.0, np.nan])
     np.testing.assert_array_equal(out[:, 3], [np.nan, 2.0])
+
+
+def test_text_timestamps_are_read_as_iso_8601_utc():
+    naive = to_frame(pa.table({"time": ["2013-12-02 21:15:00", "2013-12-02T21:20:00"], "x": [1.0, 2.0]}))
+    zoned = to_frame(pa.table({"time": ["2013-12-02T21:15:00Z", "2013-12-02T21:20:00+00:00"], "x": [1.0, 2.0]}))
+    np.testing.assert_array_equal(naive.times_ns, [1386018900 * 10**9, 1386019200 * 10**9])
+    np.testing.assert_array_equal(zoned.times_ns, naive.times_ns)
+    with pytest.raises(TrainingDataError, match="ISO 8601"):
+        to_frame(pa.table({"time": ["yesterday", "now"], "x": [1.0, 2.0]}))
