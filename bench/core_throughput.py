@@ -34,7 +34,7 @@ core:
   batch: {{max_rows: {batch_rows}, max_age_secs: 1.0}}
 buffer:
   kind: {kind}
-  max_bytes: 256MiB
+  max_bytes: 64MiB
   fsync: {fsync}
 sinks:
   - id: raw

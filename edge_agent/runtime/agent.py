@@ -28,6 +28,7 @@ from edge_agent.errors import AxedgeError, DatasetError
 from edge_agent.metrics import AgentMetrics
 from edge_agent.quarantine import Quarantine
 from edge_agent.runtime.backoff import Backoff
+from edge_agent.runtime.memory import tune_malloc
 from edge_agent.runtime.running import RunningConnector, StartupFailed
 from edge_agent.runtime.sink_runner import SinkRunner
 from edge_agent.signals import SignalCatalog
@@ -246,6 +247,7 @@ class Agent:
         cfg = self.config
         self._t0 = time.monotonic()
         self._http = None
+        tune_malloc()
         loop = asyncio.get_running_loop()
         if install_signals:  # first thing: a SIGTERM during recovery still means an orderly stop
             for sig in (signal.SIGTERM, signal.SIGINT):
