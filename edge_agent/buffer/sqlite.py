@@ -175,7 +175,7 @@ class SqliteBuffer(Buffer):
 
     def put(self, batch: pa.RecordBatch) -> int | None:
         blob = encode(batch)
-        size = blob.size
+        size, crc = blob.size, zlib.crc32(blob)
         dropped: list[int] = []
         seq: int | None = None
         with self._lock:
@@ -190,7 +190,7 @@ class SqliteBuffer(Buffer):
                         conn.executemany("DELETE FROM batches WHERE seq = ?", [(s,) for s in evict])
                     cur = conn.execute(
                         "INSERT INTO batches (rows, nbytes, crc32, blob) VALUES (?, ?, ?, ?)",
-                        (batch.num_rows, size, zlib.crc32(blob), memoryview(blob)),
+                        (batch.num_rows, size, crc, memoryview(blob)),
                     )
                     conn.execute("COMMIT")
                 except sqlite3.Error as exc:
