@@ -207,9 +207,7 @@ class MqttConnector(Connector):
         def on_durable() -> None:
             if gen != self._gen or not session.connected:
                 return  # acks belong to a closed connection: the broker redelivers (persistent session)
-            ack = session.client.ack
-            for mid, qos in acks:
-                ack(mid, qos)
+            session.ack_many(acks)
 
         return on_durable
 

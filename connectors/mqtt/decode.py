@@ -21,6 +21,8 @@ Sample = tuple[str | None, int | None, float, str | None, int]
 
 _QUALITY_WORDS = {"good": Quality.GOOD, "ok": Quality.GOOD, "uncertain": Quality.UNCERTAIN, "bad": Quality.BAD}
 _NAN = float("nan")
+_loads = json.JSONDecoder().decode
+_TS_LIMIT = 2**62  # ns; fits int64 with room
 
 
 class PayloadError(DecodeError):
@@ -87,7 +89,7 @@ def parse_timestamp(raw: object, fmt: TimestampFormat) -> int:
         ns = (delta.days * 86400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
     else:
         raise PayloadError("bad_timestamp", f"timestamp of type {type(raw).__name__}")
-    if not -(2**62) < ns < 2**62:
+    if not -_TS_LIMIT < ns < _TS_LIMIT:
         raise PayloadError("bad_timestamp", "out of range")
     return ns
 
@@ -135,12 +137,25 @@ class JsonDecoder:
         self.get_q = _path_getter(opts.quality_path)
         self.get_samples = _path_getter(opts.samples_path)
         self._meta_keys = {p.split(".")[0] for p in (opts.timestamp_path, opts.quality_path) if p}
+        # (value key, timestamp key, quality key) when every path is one level and numbers are wanted
+        simple = all("." not in p for p in (opts.value_path, opts.timestamp_path or "", opts.quality_path or ""))
+        self._fast = ((opts.value_path, opts.timestamp_path, opts.quality_path)
+                      if simple and kind is ValueKind.number and opts.shape in (JsonShape.auto, JsonShape.value)
+                      and self.fmt is not TimestampFormat.iso8601 else None)
 
     def __call__(self, payload: bytes) -> list[Sample]:
         try:
-            doc = json.loads(payload)
+            doc = _loads(payload.decode("utf-8"))
         except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
             raise PayloadError("malformed_json", str(exc)[:200]) from None
+        fast = self._fast
+        if fast is not None and type(doc) is dict:  # hot path: {"value": <number>, "timestamp": <int>}
+            v = doc.get(fast[0])
+            t = doc.get(fast[1]) if fast[1] else None
+            if (type(v) is float or type(v) is int) and (t is None or type(t) is int) and (not fast[2] or fast[2] not in doc):
+                ns = None if t is None else _epoch_ns(t, self.fmt)
+                if ns is None or -_TS_LIMIT < ns < _TS_LIMIT:
+                    return [(None, ns, float(v), None, Quality.GOOD)]
         shape = self.shape
         if shape is JsonShape.auto:
             if isinstance(doc, list):

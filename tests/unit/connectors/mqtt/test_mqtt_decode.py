@@ -56,6 +56,7 @@ def test_timestamps(raw, fmt, ns):
     (b'{"value": "abc"}', "wrong_type"),
     (b'{"value": 1, "timestamp": true}', "bad_timestamp"),
     (b'{"value": 1, "timestamp": 1e300}', "bad_timestamp"),
+    (b'{"value": 1, "timestamp": 100000000000000000000000000000}', "bad_timestamp"),
     (b'{"value": 1, "quality": "meh"}', "bad_quality"),
     (b'"text"', "wrong_type"),
 ])
