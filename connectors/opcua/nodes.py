@@ -388,13 +388,18 @@ async def _base_types(session, type_ids: Iterable[ua.NodeId]) -> dict[ua.NodeId,
 # --- hot path -----------------------------------------------------------------------------------
 
 
+_MAX_NS = 2**63 - 1
+
+
 def to_ns(t: dt.datetime | None) -> int:
-    """An aware (UTC) datetime as int ns since the epoch; 0 when missing."""
+    """An aware (UTC) datetime as int ns since the epoch; 0 (unknown) when missing or outside
+    the int64 range (OPC UA's DateTime MinValue 1601-01-01 and MaxValue mean "not set")."""
     if t is None:
         return 0
     if t.tzinfo is None:
         t = t.replace(tzinfo=dt.timezone.utc)
-    return ((t - _EPOCH) // _US) * 1000
+    ns = ((t - _EPOCH) // _US) * 1000
+    return ns if 0 < ns < _MAX_NS else 0
 
 
 def _json_default(o: Any) -> Any:
