@@ -79,6 +79,79 @@ class WriterStats:
     torn_manifest_tails: int = 0
 
 
+class _Rows:
+    """Rows buffered for the next row group of one file, in owned numpy columns: memory held is
+    exactly what is counted (slices of the caller's batches would keep whole batches alive)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.cap = 0
+        self.time = self.code = self.value = self.valid = self.quality = self.recv = np.zeros(0)
+        self.text: list[tuple[int, pa.Array]] = []  # (row offset, values) for non-null stretches
+        self.server: list[tuple[int, pa.Array]] = []
+
+    def append(self, cols: dict[str, Any], s: int, e: int) -> None:
+        n = e - s
+        if self.n + n > self.cap:
+            self._grow(max(self.n + n, 2 * self.cap, 4096))
+        a, b = self.n, self.n + n
+        for name in ("time", "code", "value", "quality", "recv"):
+            getattr(self, name)[a:b] = cols[name][s:e]
+        self.valid[a:b] = True if cols["valid"] is None else cols["valid"][s:e]
+        for name in ("text", "server"):
+            arr = cols[name]
+            if arr is not None:
+                piece = arr.slice(s, n)
+                if piece.null_count < n:
+                    getattr(self, name).append((a, pa.concat_arrays([piece])))  # an owned copy
+        self.n = b
+
+    def _grow(self, cap: int) -> None:
+        def grown(old: np.ndarray, dtype) -> np.ndarray:
+            new = np.empty(cap, dtype=dtype)
+            new[: self.n] = old[: self.n]
+            return new
+
+        self.time, self.recv = grown(self.time, np.int64), grown(self.recv, np.int64)
+        self.code, self.quality = grown(self.code, np.int32), grown(self.quality, np.uint32)
+        self.value, self.valid = grown(self.value, np.float64), grown(self.valid, bool)
+        self.cap = cap
+
+    def to_table(self, dictionary: pa.Array, schema: pa.Schema) -> pa.Table:
+        n = self.n
+        valid = self.valid[:n]
+        return pa.Table.from_arrays(
+            [
+                pa.array(self.time[:n]).view(TS_US_UTC),
+                pa.DictionaryArray.from_arrays(pa.array(self.code[:n]), dictionary),
+                pa.array(self.value[:n], mask=None if valid.all() else ~valid),
+                _sparse(self.text, n, pa.string()),
+                pa.array(self.quality[:n]),
+                _sparse(self.server, n, TS_US_UTC),
+                pa.array(self.recv[:n]).view(TS_US_UTC),
+            ],
+            schema=schema,
+        )
+
+    def clear(self) -> None:
+        self.__init__()
+
+
+def _sparse(parts: list[tuple[int, pa.Array]], n: int, type_: pa.DataType) -> pa.Array:
+    """A column of ``n`` rows that is null except for the given stretches."""
+    if not parts:
+        return pa.nulls(n, type=type_)
+    chunks, pos = [], 0
+    for off, arr in parts:
+        if off > pos:
+            chunks.append(pa.nulls(off - pos, type=type_))
+        chunks.append(arr)
+        pos = off + len(arr)
+    if pos < n:
+        chunks.append(pa.nulls(n - pos, type=type_))
+    return pa.concat_arrays(chunks)
+
+
 @dataclass
 class _File:
     """One staged Parquet file of the pending commit group."""
@@ -89,7 +162,7 @@ class _File:
     staged: Path
     writer: pq.ParquetWriter | None = None
     sink: pa.NativeFile | None = None
-    pieces: list[pa.RecordBatch] = field(default_factory=list)
+    buf: _Rows = field(default_factory=_Rows)
     buffered_rows: int = 0
     buffered_bytes: int = 0
     rows: int = 0  # written to the file (flushed)
@@ -124,7 +197,7 @@ class RawDatasetWriter:
         provenance: dict | None = None,
         clock: Callable[[], float] = time.monotonic,
         row_group_rows: int = 1 << 18,
-        max_buffer_bytes: int = 64 << 20,
+        max_buffer_bytes: int = 32 << 20,
     ) -> None:
         if max_file_rows < 1 or max_file_bytes < 1 or max_file_age_secs <= 0:
             raise ValueError("max_file_rows, max_file_bytes and max_file_age_secs must be positive")
@@ -214,6 +287,11 @@ class RawDatasetWriter:
 
     def set_catalog(self, records: list[dict]) -> None:
         """Install the signal catalog (agent records with run-local ``id``). Written at commit."""
+        try:
+            for f in self._files:  # buffered dictionary codes refer to the current catalog
+                self._flush(f)
+        except OSError as exc:
+            raise self._io_error(self._staging, exc, "writing a staged file") from exc
         max_id = max((int(r["id"]) for r in records), default=-1)
         part_of = np.full(max_id + 1, -1, dtype=np.int32)
         code_of = np.zeros(max_id + 1, dtype=np.int32)
@@ -237,8 +315,7 @@ class RawDatasetWriter:
         self._part_of, self._code_of = part_of, code_of
         self._partitions, self._part_index, self._keys = partitions, part_index, keys
         self._dict_cache.clear()
-        # Buffered pieces carry their own dictionary, so open files need no change. Ids still
-        # missing from the new catalog stay unknown.
+        # Ids still missing from the new catalog stay unknown.
         still = [i for i in self._unknown_ids if i > max_id or part_of[i] < 0]
         self._unknown_ids = set()
         self._register_unknown(np.array(sorted(still), dtype=np.int64))
@@ -308,8 +385,7 @@ class RawDatasetWriter:
         p0, p1 = int(pidx.min()), int(pidx.max())
         row_bytes = batch.nbytes / n
         if p0 == p1 and ndays == 1:
-            t_us = src_ns // 1000
-            self._append(p0, d0, _raw_rows(batch, t_us, None), sid, t_us, row_bytes)
+            self._append(p0, d0, _columns(batch, src_ns, sid, self._code_of, None), 0, n, row_bytes)
             return
         key = pidx - p0 if ndays == 1 else (pidx.astype(np.int64) - p0) * ndays + (src_ns // NS_PER_DAY - d0)
         span = (p1 - p0 + 1) * ndays
@@ -323,36 +399,32 @@ class RawDatasetWriter:
             order = np.argsort(inv, kind="stable")
             counts = np.zeros(int(groups.max()) + 1, dtype=np.int64)
             counts[groups] = np.bincount(inv)
-        t_us = src_ns[order] // 1000
-        raw = _raw_rows(batch, t_us, order)
-        sid = sid[order]
+        cols = _columns(batch, src_ns, sid, self._code_of, order)
         s = 0
         for k in groups.tolist():
             c = int(counts[k])
-            self._append(p0 + k // ndays, d0 + k % ndays, raw.slice(s, c), sid[s : s + c], t_us[s : s + c], row_bytes)
+            self._append(p0 + k // ndays, d0 + k % ndays, cols, s, s + c, row_bytes)
             s += c
 
-    def _append(self, pidx: int, day: int, raw: pa.RecordBatch, sid: np.ndarray, t_us: np.ndarray,
-                row_bytes: float) -> None:
-        """Queue rows of one (partition, day) on its open file, rotating at the row/byte limits."""
-        n = raw.num_rows
-        off = 0
-        while off < n:
+    def _append(self, pidx: int, day: int, cols: dict[str, Any], start: int, end: int, row_bytes: float) -> None:
+        """Queue rows ``start:end`` of ``cols`` (one partition and day) on the open file,
+        rotating at the row/byte limits."""
+        while start < end:
             f = self._file_for(pidx, day)
-            take = min(n - off, self.max_file_rows - f.total_rows)
-            ids = sid[off : off + take]
-            f.pieces.append(self._with_dictionary(pidx, raw.slice(off, take), self._code_of[ids]))
+            stop = start + min(end - start, self.max_file_rows - f.total_rows)
+            f.buf.append(cols, start, stop)
+            take = stop - start
             f.buffered_rows += take
             nbytes = int(row_bytes * take)
             f.buffered_bytes += nbytes
             self._buffered_total += nbytes
-            tt = t_us[off : off + take]
+            tt = cols["time"][start:stop]
             f.time_min = min(f.time_min, int(tt.min()))
             f.time_max = max(f.time_max, int(tt.max()))
             if f.seen.shape[0] < self._part_of.shape[0]:
                 f.seen = np.concatenate([f.seen, np.zeros(self._part_of.shape[0] - f.seen.shape[0], dtype=bool)])
-            f.seen[ids] = True
-            off += take
+            f.seen[cols["sid"][start:stop]] = True
+            start = stop
             if f.buffered_rows >= self._rg_rows or f.est_bytes() >= self.max_file_bytes:
                 self._flush(f)
             if f.total_rows >= self.max_file_rows or f.written_bytes >= self.max_file_bytes:
@@ -363,14 +435,12 @@ class RawDatasetWriter:
                     break
                 self._flush(f)
 
-    def _with_dictionary(self, pidx: int, piece: pa.RecordBatch, codes: np.ndarray) -> pa.RecordBatch:
-        dictionary = self._dict_cache.get(pidx)
-        if dictionary is None:
-            dictionary = self._dict_cache[pidx] = pa.array(self._keys[pidx], type=pa.string())
-        sig = pa.DictionaryArray.from_arrays(pa.array(codes, type=pa.int32()), dictionary)
-        cols = piece.columns
-        cols[1] = sig
-        return pa.RecordBatch.from_arrays(cols, schema=self._schema)
+    def _dictionary(self, asset: str) -> pa.Array:
+        p = self._part_index[asset]
+        d = self._dict_cache.get(p)
+        if d is None:
+            d = self._dict_cache[p] = pa.array(self._keys[p], type=pa.string())
+        return d
 
     def _file_for(self, pidx: int, day: int) -> _File:
         asset = self._partitions[pidx]
@@ -387,10 +457,9 @@ class RawDatasetWriter:
 
     def _flush(self, f: _File) -> None:
         """Write the buffered rows of ``f`` as one row group."""
-        if not f.pieces:
+        if not f.buffered_rows:
             return
-        # contiguous columns: the Parquet encoder is ~2x slower on many small chunks
-        table = pa.Table.from_batches(f.pieces, schema=self._schema).combine_chunks()
+        table = f.buf.to_table(self._dictionary(f.asset), self._schema)
         if f.writer is None:
             f.sink = pa.OSFile(str(f.staged), "wb")
             f.writer = pq.ParquetWriter(
@@ -405,7 +474,8 @@ class RawDatasetWriter:
         f.flushed_nbytes += f.buffered_bytes
         f.written_bytes = f.sink.tell()
         self._buffered_total -= f.buffered_bytes
-        f.pieces, f.buffered_rows, f.buffered_bytes = [], 0, 0
+        f.buf.clear()
+        f.buffered_rows, f.buffered_bytes = 0, 0
 
     def _close_file(self, f: _File) -> None:
         """Write the footer; the file stays staged until the group commits."""
@@ -731,33 +801,32 @@ def _ns(col: pa.Array) -> np.ndarray:
     return np.asarray(col.to_numpy(zero_copy_only=False)).view(np.int64)
 
 
-def _raw_rows(batch: pa.RecordBatch, t_us: np.ndarray, order: np.ndarray | None) -> pa.RecordBatch:
-    """The rows of a SAMPLE batch in RAW_FILE_SCHEMA column order (``t_us``: source time in us,
-    already in output order), reordered by ``order`` with numpy (several times faster than
-    ``RecordBatch.take``). The ``signal`` column is a placeholder: each per-file piece gets its
-    partition's dictionary column."""
+def _columns(batch: pa.RecordBatch, src_ns: np.ndarray, sid: np.ndarray, code_of: np.ndarray,
+             order: np.ndarray | None) -> dict[str, Any]:
+    """The columns of a SAMPLE batch as written (us timestamps, dictionary codes), reordered by
+    ``order`` with numpy gathers (several times faster than ``RecordBatch.take``)."""
 
     def pick(a: np.ndarray) -> np.ndarray:
         return a if order is None else a[order]
 
-    def pick_arrow(a: pa.Array) -> pa.Array:
-        return a if order is None or a.null_count == len(a) else a.take(pa.array(order))
+    def pick_arrow(a: pa.Array) -> pa.Array | None:
+        if a.null_count == len(a):
+            return None
+        return a if order is None else a.take(pa.array(order))
 
-    n = batch.num_rows
     value = batch.column(4)
-    mask = None if value.null_count == 0 else pick(~np.asarray(value.is_valid()))
-    return pa.RecordBatch.from_arrays(
-        [
-            pa.array(t_us).view(TS_US_UTC),
-            pa.nulls(n, type=pa.int32()),
-            pa.array(pick(value.to_numpy(zero_copy_only=False)), type=pa.float64(), mask=mask),
-            pick_arrow(batch.column(5)),
-            pa.array(pick(batch.column(6).to_numpy()), type=pa.uint32()),
-            pick_arrow(batch.column(2).cast(TS_US_UTC, safe=False)),
-            pa.array(pick(_ns(batch.column(3))) // 1000).view(TS_US_UTC),
-        ],
-        names=RAW_FILE_SCHEMA.names,
-    )
+    sid = pick(sid)
+    return {
+        "sid": sid,
+        "code": code_of[sid],
+        "time": pick(src_ns) // 1000,
+        "value": pick(value.to_numpy(zero_copy_only=False)),
+        "valid": None if value.null_count == 0 else pick(np.asarray(value.is_valid())),
+        "quality": pick(batch.column(6).to_numpy()),
+        "recv": pick(_ns(batch.column(3))) // 1000,
+        "text": pick_arrow(batch.column(5)),
+        "server": pick_arrow(batch.column(2).cast(TS_US_UTC, safe=False)),
+    }
 
 
 def _utc_now_iso() -> str:
