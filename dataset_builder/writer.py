@@ -14,6 +14,10 @@ open file per partition. All open files form one commit group; a commit records,
 the contiguous range of batch sequence numbers it holds, so :meth:`RawDatasetWriter.open`
 returns watermarks and replays of committed batches are skipped (exactly once).
 
+Rows wait in per-file numpy column buffers until a row group is written (``row_group_rows`` per
+file, or earlier when all buffers together exceed ``max_buffer_bytes``, largest first), so the
+writer's memory is bounded by ``max_buffer_bytes`` plus one row group being encoded.
+
 Not thread-safe: call it from one thread (the agent runs it in one worker thread).
 """
 
@@ -47,7 +51,6 @@ from dataset_builder.format import (
     RAW_DIR,
     RAW_FILE_SCHEMA,
     SAMPLE_SCHEMA,
-    STAGED_SUFFIX,
     STAGING_DIR,
     TS_US_UTC,
     UNKNOWN_PARTITION,
@@ -183,7 +186,13 @@ class _File:
 
 
 class RawDatasetWriter:
-    """Writes the raw layer of an axedge dataset with crash-safe, idempotent commits."""
+    """Writes the raw layer of an axedge dataset with crash-safe, idempotent commits.
+
+    ``max_file_rows`` / ``max_file_bytes`` close a file (a new one continues in the same commit
+    group and :meth:`commit_due` turns True); ``max_file_age_secs`` bounds how long a written batch
+    waits for its commit. ``clock`` (monotonic seconds) is injectable for tests. The constructor
+    does no I/O; :meth:`open` does.
+    """
 
     def __init__(
         self,

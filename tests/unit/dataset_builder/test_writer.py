@@ -249,3 +249,36 @@ def test_newer_format_version_is_refused(tmp_path):
 def test_constructor_does_no_io(tmp_path):
     RawDatasetWriter(tmp_path / "nothing")
     assert not (tmp_path / "nothing").exists()
+
+
+def test_text_and_server_time_stretches_survive_routing_and_buffering(tmp_path, recs, mk):
+    w = opened(tmp_path, recs(4, ASSETS[:2]))
+    expected = []
+    for seq in range(3):
+        ids = np.array([0, 1, 2, 3, 0, 1])
+        text = [None, f"t{seq}a", None, None, None, f"t{seq}b"] if seq != 1 else None
+        server = None if seq == 0 else T0 + np.arange(6) * 1000 + seq
+        w.write("b", seq, mk(ids, T0 + seq * 10**9 + np.arange(6), np.arange(6) + 10.0 * seq, text=text, server_ns=server))
+        for i in range(6):
+            expected.append((int(ids[i]), 10.0 * seq + i, None if text is None else text[i],
+                             None if server is None else int(server[i]) // 1000))
+    w.commit()
+    t = open_raw(w.root).to_table()
+    got = sorted((int(s.rsplit("sig", 1)[1]), v, x, None if st is None else int(st.timestamp() * 1e6 + 0.5))
+                 for s, v, x, st in zip(t["signal"].to_pylist(), t["value"].to_pylist(), t["value_text"].to_pylist(),
+                                        t["server_time"].to_pylist()))
+    assert got == sorted(expected)
+
+
+def test_catalog_change_with_rows_buffered_keeps_their_keys(tmp_path, recs, mk):
+    w = opened(tmp_path, recs(2, ASSETS[:1]))
+    w.write("b", 0, mk([0, 1], T0))  # buffered under sig0, sig1
+    moved = [dict(r, key=f"{ASSETS[1]}/moved{r['id']}", name=f"moved{r['id']}", asset=ASSETS[1],
+                  asset_partition=None) for r in recs(2, ASSETS[:1])]
+    w.set_catalog(moved)  # the same ids now name other signals in another asset
+    w.write("b", 1, mk([0, 1], T0))
+    w.commit()
+    t = open_raw(w.root).to_table()
+    pairs = sorted(zip(t["asset"].to_pylist(), t["signal"].to_pylist()))
+    assert pairs == sorted([("acme.plant1.line1.press", f"{ASSETS[0]}/sig0"), ("acme.plant1.line1.press", f"{ASSETS[0]}/sig1"),
+                            ("acme.plant1.line2.oven", f"{ASSETS[1]}/moved0"), ("acme.plant1.line2.oven", f"{ASSETS[1]}/moved1")])
