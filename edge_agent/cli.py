@@ -72,6 +72,12 @@ async def _probe(cfg) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import signal
+
+    early: list[int] = []  # signals that arrive while the heavy modules load
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda s, _f: early.append(s))
+
     from edge_agent.logs import setup_logging
     from edge_agent.runtime.agent import Agent
 
@@ -79,23 +85,40 @@ def cmd_run(args: argparse.Namespace) -> int:
     fmt = cfg.agent.log_format.value
     live = fmt == "auto" and sys.stderr.isatty() and not args.no_status
     setup_logging(cfg.agent.log_level, "json" if fmt == "json" else "text")
-    agent = Agent(cfg, config_path=Path(args.config))
-    import signal
+    holder = {"agent": Agent(cfg, config_path=Path(args.config))}
 
-    for sig in (signal.SIGTERM, signal.SIGINT):  # until the event loop takes over: stop in order, never die mid-write
-        signal.signal(sig, lambda *_: agent.request_stop())
+    def on_signal(s: int, _f=None) -> None:  # until the event loop takes over: stop in order, never die mid-write
+        if s == signal.SIGHUP:
+            holder["agent"].request_reload()
+        else:
+            holder["agent"].request_stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    for s in early:
+        on_signal(s)
 
     async def main() -> int:
-        status = asyncio.create_task(_status_line(agent)) if live else None
-        try:
-            res = await agent.run(args.duration_secs, install_signals=True)
-        finally:
-            if status:
-                status.cancel()
-        print(
-            json.dumps({"received": res.received, "committed": res.committed, "dropped": res.dropped,
-                        "errors": res.errors, "elapsed_secs": round(res.elapsed_secs, 2), "connectors": res.connectors}),
-        )
+        t_end = None if args.duration_secs is None else asyncio.get_running_loop().time() + args.duration_secs
+        total = {"received": 0, "committed": 0, "dropped": 0, "errors": 0, "elapsed_secs": 0.0}
+        while True:  # one pass per config; SIGHUP with a valid file starts the next pass
+            agent = holder["agent"]
+            status = asyncio.create_task(_status_line(agent)) if live else None
+            left = None if t_end is None else max(0.0, t_end - asyncio.get_running_loop().time())
+            try:
+                res = await agent.run(left, install_signals=True)
+            finally:
+                if status:
+                    status.cancel()
+            for k in ("received", "committed", "dropped", "errors"):
+                total[k] += getattr(res, k)
+            total["elapsed_secs"] = round(total["elapsed_secs"] + res.elapsed_secs, 2)
+            total["connectors"] = res.connectors
+            if agent.next_config is None:
+                break
+            holder["agent"] = Agent(agent.next_config, config_path=Path(args.config))
+            total["reloads"] = total.get("reloads", 0) + 1
+        print(json.dumps(total))
         return 0
 
     return asyncio.run(main())
@@ -212,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     dm = sub.add_parser("demo", help="run the simulated plant and build a dataset (what `make demo` runs)", add_help=False)
     dm.add_argument("rest", nargs=argparse.REMAINDER)
     dm.set_defaults(func=lambda a: _call("edge_agent.demo.run:main", a.rest))
+
+    dr = sub.add_parser("doctor", help="check every device, broker, certificate and directory of a config", add_help=False)
+    dr.add_argument("rest", nargs=argparse.REMAINDER)
+    dr.set_defaults(func=lambda a: _call("edge_agent.doctor:main", a.rest))
 
     m = sub.add_parser("model", help="train, score and evaluate anomaly models", add_help=False)
     m.add_argument("rest", nargs=argparse.REMAINDER)

@@ -66,11 +66,34 @@ class Agent:
         self.channel: BoundedChannel | None = None
         self.http_port: int | None = None
         self._stop = asyncio.Event()
+        self.next_config: AgentConfig | None = None
+        self.reload_errors = 0
         self._deadline: float | None = None
         self._t0 = time.monotonic()
 
     # ------------------------------------------------------------------ control
     def request_stop(self) -> None:
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        """SIGHUP: validate the config file again; if it is valid, stop in order (everything
+        flushed into the durable buffers and committed) and let the caller start an agent on the
+        new config (``next_config``). An invalid file is refused; the running config continues."""
+        from edge_agent.config import load_config
+        from edge_agent.errors import ConfigError
+
+        if self.config_path is None:
+            log.warning("reload requested but the agent was not started from a file")
+            return
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("config reload refused; the running config continues",
+                      extra={"config": str(self.config_path), "problems": exc.problems})
+            self.reload_errors += 1
+            return
+        log.info("config reload accepted; restarting the pipeline", extra={"config": str(self.config_path)})
+        self.next_config = new
         self._stop.set()
 
     def health(self) -> dict[str, Any]:
@@ -252,6 +275,7 @@ class Agent:
         if install_signals:  # first thing: a SIGTERM during recovery still means an orderly stop
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop)
+            loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         failure: StartupFailed | None = None
         try:
             await self._startup()
@@ -286,7 +310,7 @@ class Agent:
                 self._http.close()
             self.metrics.up.set(0)
             if install_signals:
-                for sig in (signal.SIGTERM, signal.SIGINT):
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     loop.remove_signal_handler(sig)
         if failure is not None:
             raise failure

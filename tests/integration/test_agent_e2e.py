@@ -158,3 +158,38 @@ def test_unwritable_data_dir_is_a_clear_error(tmp_path):
     r = _axedge("run", str(p), "--duration-secs", "1")
     assert r.returncode == 1
     assert str(blocker) in r.stderr
+
+
+def test_sighup_reload_valid_then_invalid_config(tmp_path):
+    import os
+    import signal
+    import time
+
+    p = tmp_path / "plant.yaml"
+    text = cfg_text(tmp_path, rows=100000).replace("max_speed: true\n    max_rows: 100000", "max_rows: 100000")
+    p.write_text(text)
+    proc = subprocess.Popen([sys.executable, "-m", "edge_agent.cli", "run", str(p), "--no-status"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.monotonic()
+        while not list((tmp_path / "data" / "raw").rglob("*.parquet")) and time.monotonic() - t0 < 60:
+            time.sleep(0.2)  # running and committing
+        p.write_text(text.replace("rate_hz: 100\n    chunk", "rate_hz: 50\n    chunk"))  # valid change
+        os.kill(proc.pid, signal.SIGHUP)
+        time.sleep(3)
+        p.write_text(text.replace("rate_hz: 100\n    chunk", "rate_hz: -5\n    chunk"))  # invalid: refused
+        os.kill(proc.pid, signal.SIGHUP)
+        time.sleep(2)
+        assert proc.poll() is None, "an invalid config on SIGHUP must not stop the agent"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["reloads"] == 1
+    assert "config reload refused" in err and "rate_hz" in err
+    t = ds.dataset(tmp_path / "data" / "raw", partitioning="hive").to_table().to_pandas()
+    assert len(t) == summary["committed"] > 0
+    assert not t.duplicated(["signal", "time"]).any()
