@@ -86,9 +86,10 @@ class _Rows:
     """Rows buffered for the next row group of one file, in owned numpy columns: memory held is
     exactly what is counted (slices of the caller's batches would keep whole batches alive)."""
 
-    def __init__(self) -> None:
+    def __init__(self, size_hint: int = 4096) -> None:
         self.n = 0
         self.cap = 0
+        self.size_hint = size_hint  # rows of the previous row group: allocate that at once
         self.time = self.code = self.value = self.valid = self.quality = self.recv = np.zeros(0)
         self.text: list[tuple[int, pa.Array]] = []  # (row offset, values) for non-null stretches
         self.server: list[tuple[int, pa.Array]] = []
@@ -96,7 +97,7 @@ class _Rows:
     def append(self, cols: dict[str, Any], s: int, e: int) -> None:
         n = e - s
         if self.n + n > self.cap:
-            self._grow(max(self.n + n, 2 * self.cap, 4096))
+            self._grow(max(self.n + n, 2 * self.cap, self.size_hint))
         a, b = self.n, self.n + n
         for name in ("time", "code", "value", "quality", "recv"):
             getattr(self, name)[a:b] = cols[name][s:e]
@@ -137,7 +138,7 @@ class _Rows:
         )
 
     def clear(self) -> None:
-        self.__init__()
+        self.__init__(max(self.n, 4096))
 
 
 def _sparse(parts: list[tuple[int, pa.Array]], n: int, type_: pa.DataType) -> pa.Array:
