@@ -362,18 +362,24 @@ class MachineToolSim:
 
     # --- faults and labels --------------------------------------------------------------------
 
-    def inject(self, kind: str, duration_secs: float = 30.0, severity: float = 1.0) -> dict[str, Any]:
-        """Start a fault now; returns its label (completed with ``end`` when it ends)."""
+    def inject(self, kind: str, duration_secs: float = 30.0, severity: float = 1.0, *, source: str = "api") -> dict[str, Any]:
+        """Start a fault now; returns its label (completed with ``end`` when it ends). Labels use
+        the casting line's fields: kind, start/end (ISO and ns), signals, device, params, source."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault {kind!r}; one of {', '.join(FAULT_KINDS)}")
-        now_m, now = time.monotonic(), time.time()
+        now_m, now_ns = time.monotonic(), time.time_ns()
         label = {
             "kind": kind,
-            "start": _iso(now),
+            "start": _iso(now_ns / 1e9),
             "end": None,
+            "start_ns": now_ns,
+            "end_ns": None,
+            "signals": AFFECTED[kind],
+            "device": self.name,
             "asset": self.name,
             "severity": severity,
-            "signals": AFFECTED[kind],
+            "params": {"severity": severity, "duration_secs": duration_secs},
+            "source": source,
         }
         a = _Active(kind, now_m, now_m + duration_secs, severity, label)
         self._active.append(a)
@@ -390,6 +396,7 @@ class MachineToolSim:
     def _finish(self, a: _Active, now: float) -> None:
         self._active.remove(a)
         a.label["end"] = _iso(now)
+        a.label["end_ns"] = int(now * 1e9)
         if a.kind == "slow_server":
             self.slow_secs = 0.0
         if a.kind == "tool_wear":
@@ -397,7 +404,7 @@ class MachineToolSim:
         self.labels.append(a.label)
         if self.labels_path is not None:
             with self.labels_path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps(a.label) + "\n")
+                f.write(json.dumps(a.label, sort_keys=True) + "\n")
 
     def _level(self, kind: str, now: float) -> float:
         """0..severity ramp of an active fault (tool wear grows gradually, others step)."""
@@ -420,7 +427,7 @@ class MachineToolSim:
             for f in list(self.schedule):
                 if now - self._t0 >= f.at_secs:
                     self.schedule.remove(f)
-                    self.inject(f.kind, f.duration_secs, f.severity)
+                    self.inject(f.kind, f.duration_secs, f.severity, source="schedule")
             for a in list(self._active):
                 if now >= a.end:
                     self._finish(a, time.time())

@@ -45,7 +45,9 @@ BAD_NODE_ID_UNKNOWN = ua.StatusCodes.BadNodeIdUnknown
 _MAX_NODES_PER_READ = ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead
 
 
-def decode_values(dvs: Sequence[ua.DataValue], receive_ns: int) -> tuple[np.ndarray, ...] | tuple:
+def decode_values(
+    dvs: Sequence[ua.DataValue], receive_ns: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str | None] | None]:
     """DataValues -> ``(value, valid, quality, source_ns, server_ns, text)`` arrays.
     ``text`` is None when every value is numeric."""
     n = len(dvs)
@@ -131,8 +133,7 @@ class _OpcUaUnit(Connector):
         for p in resolved.problems:
             log.warning("opcua node not resolved", extra={"connector": self.name, "problem": p})
         self._node_ids = resolved.node_ids
-        ns = await self._req(read_attribute(session, [ua.NodeId(ua.ObjectIds.Server_NamespaceArray)], ua.AttributeIds.Value), "read namespaces")
-        self.namespaces = list(ns[0].Value.Value or [])
+        self.namespaces = resolved.namespaces
         found = [i for i, nid in enumerate(self._node_ids) if nid is not None]
         metas = await self._req(read_metadata(session, [self._node_ids[i] for i in found]), "read metadata") if found else []
         self._meta = [None] * len(cfg.nodes)

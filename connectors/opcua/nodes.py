@@ -201,6 +201,7 @@ class Resolved:
 
     node_ids: list[ua.NodeId | None]
     problems: list[str]
+    namespaces: list[str]
 
 
 async def resolve_nodes(session, nodes: Sequence[Any], aliases: dict[str, str], allow_index: bool) -> Resolved:
@@ -224,7 +225,7 @@ async def resolve_nodes(session, nodes: Sequence[Any], aliases: dict[str, str], 
             raise ConfigError(f"node {n.name}: {exc}") from exc
     if paths:
         await _walk_paths(session, paths, ns_index, out, problems, nodes)
-    return Resolved(out, problems)
+    return Resolved(out, problems, namespaces)
 
 
 async def _walk_paths(session, paths, ns_index, out, problems, nodes) -> None:

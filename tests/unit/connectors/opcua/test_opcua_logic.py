@@ -180,3 +180,15 @@ def test_trust_by_fingerprint_or_trust_dir(tmp_path):
     (tmp_path / "server.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     assert trusted(der, tmp_path, None)
     assert _first_cert(der + der) == der and _first_cert(der) == der
+
+
+def test_simulator_fault_schedule(tmp_path):
+    from hardware.machine_tool import load_faults
+
+    f = tmp_path / "faults.json"
+    f.write_text('[{"kind": "tool_wear", "at_secs": 5, "duration_secs": 60, "severity": 0.5}, {"kind": "server_restart"}]')
+    faults = load_faults(f)
+    assert [(x.kind, x.at_secs, x.duration_secs, x.severity) for x in faults] == [("tool_wear", 5.0, 60.0, 0.5), ("server_restart", 0.0, 30.0, 1.0)]
+    f.write_text('{"kind": "coolant_failure", "at_secs": 1}\n{"kind": "melting"}\n')
+    with pytest.raises(ValueError, match="unknown fault kind 'melting'"):
+        load_faults(f)
