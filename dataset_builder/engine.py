@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -50,11 +51,14 @@ def run_spark(raw_root: str, out_root: str, tasks: list, spec: Any, *, spark: An
         raise RuntimeError("the spark engine needs pyspark: pip install 'axedge[spark]'") from exc
     import pyarrow as pa
 
-    session = spark or SparkSession.getActiveSession() or SparkSession.builder.master("local[*]").appName(
-        "axedge-dataset-build").getOrCreate()
+    session = spark or SparkSession.getActiveSession() or (
+        SparkSession.builder.master("local[*]").appName("axedge-dataset-build")
+        .config("spark.pyspark.python", sys.executable).getOrCreate())
     payload = pickle.dumps(spec)
     rows = [(i, pickle.dumps(t)) for i, t in enumerate(tasks)]
-    df = session.createDataFrame(rows, "i long, task binary").repartition(max(1, len(tasks)), "i")
+    # one Spark partition per task, no shuffle
+    rdd = session.sparkContext.parallelize(rows, numSlices=max(1, len(tasks)))
+    df = session.createDataFrame(rdd, "i long, task binary")
 
     def apply(batches):  # runs on the executors
         from dataset_builder.curate import build_partition
