@@ -79,7 +79,7 @@ class Session:
             reconnect_on_failure=False,  # the runtime owns reconnects (with backoff)
             manual_ack=manual_ack,
         )
-        c.max_inflight_messages_set(1000)
+        c.max_inflight_messages_set(300)  # outgoing QoS 1/2 window; paho slows down sharply with much larger ones
         c.max_queued_messages_set(0)
         if cfg.username is not None:
             c.username_pw_set(cfg.username, cfg.password.get_secret_value() if cfg.password else None)

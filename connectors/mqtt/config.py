@@ -166,6 +166,8 @@ class MqttConfig(ConnectorConfigBase):
         "(QoS 0 only): drop and count",
     )
     batch_max_messages: int = Field(5000, ge=1, description="At most this many messages per emitted chunk")
+    batch_linger_secs: float = Field(0.01, ge=0, le=1, description="Wait this long after the first message for more before "
+                                     "decoding (fewer, larger chunks; adds at most this latency)")
 
     @model_validator(mode="after")
     def _check(self) -> MqttConfig:

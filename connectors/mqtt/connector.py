@@ -194,6 +194,7 @@ class MqttConnector(Connector):
         if inbox is None or session is None:
             raise NotConnected("mqtt connector used before connect()")
         max_n = self.config.batch_max_messages
+        linger = self.config.batch_linger_secs
         while True:
             items = inbox.take(max_n)
             if items:
@@ -202,6 +203,8 @@ class MqttConnector(Connector):
             if self._lost:
                 raise NotConnected(f"{session.where}: connection lost ({session.disconnect_reason})")
             await inbox.wait()
+            if linger:
+                await asyncio.sleep(linger)
 
     def _acker(self, session: Session, gen: int, acks: list[tuple[int, int]]) -> Callable[[], None]:
         def on_durable() -> None:
