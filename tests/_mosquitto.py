@@ -1,7 +1,8 @@
 """A real Mosquitto broker for tests, on free loopback ports, with its own generated config.
 
-Three listeners: ``plain`` (anonymous), ``auth`` (password file + ACL) and ``tls`` (test CA,
-server certificate naming ``localhost`` only, password file + ACL). Users and passwords are in
+Four listeners: ``plain`` (anonymous), ``auth`` (password file + ACL), ``tls`` (test CA,
+server certificate naming ``localhost`` only, password file + ACL) and ``mtls`` (client
+certificate required; its CN ``axedge`` is the user name for the ACL). Users and passwords are in
 ``USERS``: ``axedge`` reads ``plant/#`` and ``spBv1.0/#`` and writes
 ``spBv1.0/+/NCMD/#``, ``uplink/#`` and ``spBv1.0/#``; ``sensor`` writes everything; ``reader``
 reads ``public/#`` only.
@@ -111,6 +112,7 @@ class Mosquitto:
     plain_port: int = 0
     auth_port: int = 0
     tls_port: int = 0
+    mtls_port: int = 0
     certs: dict[str, Path] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
 
@@ -156,6 +158,14 @@ acl_file {w}/acl
 cafile {self.certs['ca']}
 certfile {self.certs['server']}
 keyfile {self.certs['server_key']}
+
+listener {self.mtls_port} 127.0.0.1
+cafile {self.certs['ca']}
+certfile {self.certs['server']}
+keyfile {self.certs['server_key']}
+require_certificate true
+use_identity_as_username true
+acl_file {w}/acl
 """)
         return conf
 
@@ -164,7 +174,7 @@ keyfile {self.certs['server_key']}
             self.certs = make_ca(self.workdir)
         for attempt in range(5):
             if not self.plain_port or attempt:
-                self.plain_port, self.auth_port, self.tls_port = free_port(), free_port(), free_port()
+                self.plain_port, self.auth_port, self.tls_port, self.mtls_port = (free_port() for _ in range(4))
             conf = self.write_config()
             self.proc = subprocess.Popen([self.binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             if self._wait_ready():
@@ -178,7 +188,7 @@ keyfile {self.certs['server_key']}
         while time.monotonic() < t_end:
             if self.proc.poll() is not None:
                 return False
-            if all(_port_open(p) for p in (self.plain_port, self.auth_port, self.tls_port)):
+            if all(_port_open(p) for p in (self.plain_port, self.auth_port, self.tls_port, self.mtls_port)):
                 return True
             time.sleep(0.02)
         return False

@@ -155,7 +155,10 @@ class Session:
             raise NotConnected(f"{self.where}: no CONNACK within {self.cfg.connect_timeout_secs}s")
         rc = self._connack_rc
         if rc is None:
-            raise NotConnected(f"{self.where}: connection closed before CONNACK ({self.disconnect_reason})")
+            hint = None
+            if self.cfg.tls is not None and self.cfg.tls.cert_file is None:
+                hint = "a TLS broker that closes the connection this early may require a client certificate (tls.cert_file / key_file)"
+            raise NotConnected(f"{self.where}: connection closed before CONNACK ({self.disconnect_reason})", hint=hint)
         if rc.is_failure:
             code = rc.value
             if code in _AUTH_CODES:

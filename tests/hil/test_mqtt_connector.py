@@ -258,6 +258,23 @@ async def test_tls_with_password_and_hostname_verification(mosquitto):
     await relaxed.unit.aclose()
 
 
+async def test_mutual_tls_client_certificate(mosquitto):
+    base = {"id": "m6", "type": "mqtt", "asset": "acme", "subscriptions": [{"topic": "plant/{signal}"}]}
+    broker = {"host": "localhost", "port": mosquitto.mtls_port, "client_id": "t-mtls", "session": "clean",
+              "tls": {"ca_file": str(mosquitto.certs["ca"]), "cert_file": str(mosquitto.certs["client"]),
+                      "key_file": str(mosquitto.certs["client_key"])}}
+    async with Harness({**base, "broker": broker}) as h:
+        s = publisher(mosquitto.auth_port, "sensor")
+        pub(s, "plant/mtls", 4.5)
+        rows = await h.collect(1)
+        s.loop_stop()
+    assert rows[0][2] == 4.5  # the certificate's CN "axedge" is the ACL user: reading plant/# is allowed
+    no_cert = Harness({**base, "broker": {**broker, "tls": {"ca_file": str(mosquitto.certs["ca"])}}})
+    with pytest.raises(NotConnected, match="closed before CONNACK.*may require a client certificate"):
+        await no_cert.unit.connect()
+    await no_cert.unit.aclose()
+
+
 async def test_broker_restart_reconnect_and_resubscribe(mosquitto_factory):
     broker = mosquitto_factory()
     cfg = {"id": "m7", "type": "mqtt", "asset": "acme",
