@@ -2,60 +2,40 @@
 whose ``put`` had returned is there after a restart, intact, oldest first; nothing appears that was
 not being written; a batch whose ``end(accept)`` had returned never comes back."""
 
+import multiprocessing
 import os
 import random
 import signal
 import time
-import traceback
 from pathlib import Path
 
 from edge_agent.buffer.sqlite import SqliteBuffer
 from edge_agent.core.channel import WhenFull
-from tests.unit.buffer.batches import sample_batch
+from tests.unit.buffer.batches import put_forever, sample_batch
 
 
-def _child(path: Path, start: int, out: int) -> None:
-    """Put numbered batches forever, draining every third; report each step after it returned."""
-    def say(*words) -> None:
-        os.write(out, (" ".join(map(str, words)) + "\n").encode())  # unbuffered: survives the kill
-
-    buf = SqliteBuffer(path, 10**10, WhenFull.block, fsync="normal")
-    say("ready")
-    i = start
-    while True:
-        seq = buf.put(sample_batch(1 + i % 300, i))
-        say("put", seq, i)
-        if i % 3 == 2:
-            tx = buf.begin(400)
-            say("acking", *tx.seqs)
-            buf.end(tx, accept=True)
-            say("acked", *tx.seqs)
-        i += 1
+def _writers():
+    """Writers are forked from a forkserver: real, single-threaded processes that start in
+    milliseconds (no interpreter start-up per run, no fork of the multi-threaded test process)."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["edge_agent.buffer.sqlite", "tests.unit.buffer.batches"])
+    return ctx
 
 
-def _run_and_kill(path: Path, log: Path, start: int, delay: float) -> list[list[str]]:
-    """Fork a writer (a real process, without paying for interpreter start-up), SIGKILL it
-    ``delay`` seconds after it opened the store, return the lines it had written."""
-    out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child never returns
-        try:
-            _child(path, start, out)
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(1)
-    os.close(out)
-    limit = time.monotonic() + 30
+def _run_and_kill(ctx, path: Path, log: Path, start: int, delay: float) -> list[list[str]]:
+    """Start a writer, SIGKILL it ``delay`` seconds after it opened the store, return its lines."""
+    log.write_text("")
+    proc = ctx.Process(target=put_forever, args=(str(path), start, str(log)), daemon=True)
+    proc.start()
+    limit = time.monotonic() + 60
     while not log.read_text().startswith("ready\n"):
-        done, status = os.waitpid(pid, os.WNOHANG)
-        assert not done, f"writer exited early with status {status}"
+        assert proc.is_alive(), f"writer exited early with code {proc.exitcode}"
         assert time.monotonic() < limit, "writer did not start"
         time.sleep(0.005)
     time.sleep(delay)
-    os.kill(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    proc.kill()
+    proc.join(10)
+    assert proc.exitcode == -signal.SIGKILL
     return [line.split() for line in log.read_text().splitlines()[1:]]
 
 
@@ -65,11 +45,11 @@ def test_buffer_sigkill_loses_no_committed_batch(tmp_path):
     seed_of: dict[int, int] = {}  # seq -> batch seed, for every put that returned
     acked: set[int] = set()
     start = 0
-    sample_batch(1, 0)  # pay pyarrow/numpy lazy set-up here, before forking: kills should land in puts
+    ctx = _writers()
     deadline = time.monotonic() + 10
     runs = 0
     while runs < 10 or (runs < 30 and time.monotonic() < deadline):
-        lines = _run_and_kill(path, tmp_path / f"run{runs}.log", start, rng.uniform(0.0, 0.3))
+        lines = _run_and_kill(ctx, path, tmp_path / f"run{runs}.log", start, rng.uniform(0.0, 0.3))
         run_puts = {int(s): int(i) for kind, s, i, *_ in (ln for ln in lines if ln[0] == "put")}
         for ln in lines:
             if ln[0] == "acked":

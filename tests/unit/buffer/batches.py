@@ -1,5 +1,8 @@
 """SAMPLE_SCHEMA batches for the buffer tests, reproducible from a seed (also used by tests/fault)."""
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 
@@ -25,3 +28,33 @@ def sample_batch(rows: int, seed: int) -> pa.RecordBatch:
         ],
         schema=SAMPLE_SCHEMA,
     )
+
+
+# pyarrow's first timestamp array costs about a second (lazy set-up); pay it at import, so that a
+# forkserver preloading this module hands out warm writers and SIGKILLs land in puts.
+sample_batch(1, 0)
+
+
+def put_forever(path: str, start: int, log: str) -> None:
+    """Writer for the SIGKILL fault test (run in a child process): put numbered batches into the
+    SQLite buffer at ``path`` forever, draining every third; append each step to ``log`` after it
+    returned, unbuffered so the lines survive the kill."""
+    from edge_agent.buffer.sqlite import SqliteBuffer
+
+    out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+
+    def say(*words) -> None:
+        os.write(out, (" ".join(map(str, words)) + "\n").encode())
+
+    buf = SqliteBuffer(Path(path), 10**10, "block", fsync="normal")
+    say("ready")
+    i = start
+    while True:
+        seq = buf.put(sample_batch(1 + i % 300, i))
+        say("put", seq, i)
+        if i % 3 == 2:
+            tx = buf.begin(400)
+            say("acking", *tx.seqs)
+            buf.end(tx, accept=True)
+            say("acked", *tx.seqs)
+        i += 1
