@@ -134,8 +134,8 @@ def _long_to_frame(table, signals, time_column, period_ns, units) -> Frame:
     missing = [s for s in names if s not in set(sig.tolist())]
     if missing:
         raise InputMismatch(f"data has no samples for signal(s) {missing}")
-    if period_ns is None:
-        period_ns = infer_period_ns(np.unique(t))
+    if period_ns is None:  # each signal's own spacing: polls of different signals interleave
+        period_ns = int(np.median([infer_period_ns(t[sig == s]) for s in names]))
     start = (int(t.min()) // period_ns) * period_ns
     grid = np.arange(start, int(t.max()) + 1, period_ns, dtype=np.int64)
     col = {s: j for j, s in enumerate(names)}
