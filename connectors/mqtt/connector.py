@@ -35,8 +35,8 @@ from edge_agent.core.chunk import SampleChunk
 from edge_agent.errors import NotConnected
 from edge_agent.signals import DataType, DuplicateSignal, SignalSpec
 
-# (topic, payload, mid, qos, receive time ns)
-Message = tuple[str, bytes, int, int, int]
+# (topic, payload, mid, qos, receive time ns, dup flag)
+Message = tuple[str, bytes, int, int, int, bool]
 
 
 class Inbox:
@@ -106,6 +106,19 @@ class Inbox:
 
 
 @dataclass(slots=True)
+class _Pending:
+    """The QoS 1/2 messages of one emitted chunk, until the chunk is durable and acked. After a
+    reconnect the broker redelivers unacked messages (DUP flag); a redelivered copy of a message
+    that is still in this state is not decoded again: it is acked once the first copy is durable."""
+
+    gen: int  # connection generation the messages arrived on
+    acks: list[tuple[int, int]] = field(default_factory=list)  # (mid, qos)
+    keys: list[tuple[str, bytes]] = field(default_factory=list)  # (topic, payload)
+    durable: bool = False
+    waiting: list[tuple[int, int, int]] = field(default_factory=list)  # redelivered copies: (gen, mid, qos)
+
+
+@dataclass(slots=True)
 class Route:
     """How to read one concrete topic (cached per topic)."""
 
@@ -128,6 +141,7 @@ class MqttConnector(Connector):
         self._gen = 0
         self._lost = False
         self._host: dict[int, SparkplugHost] = {}
+        self._pending: dict[tuple[str, bytes], _Pending] = {}  # QoS 1/2 messages not yet acked, by content
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -145,6 +159,8 @@ class MqttConnector(Connector):
         loop = asyncio.get_running_loop()
         self._gen += 1
         self._lost = False
+        # keep the previous connection's unacked messages (to recognise their redelivery), drop older ones
+        self._pending = {k: v for k, v in self._pending.items() if v.gen == self._gen - 1}
         inbox = Inbox(cfg.inbox_max_messages, cfg.when_full, loop, self.ctx.metrics.count_dropped)
         will = None
         host_id = cfg.sparkplug.host_id
@@ -152,7 +168,7 @@ class MqttConnector(Connector):
             will = (f"{NAMESPACE}/STATE/{host_id}", json.dumps({"online": False, "timestamp": int(time.time() * 1000)}).encode(), 1, True)
 
         def on_message(client, userdata, msg, _put=inbox.put, _now=time.time_ns) -> None:
-            _put((msg.topic, msg.payload, msg.mid, msg.qos, _now()))
+            _put((msg.topic, msg.payload, msg.mid, msg.qos, _now(), msg.dup))
 
         def on_lost() -> None:
             self._lost = True
@@ -206,23 +222,48 @@ class MqttConnector(Connector):
             if linger:
                 await asyncio.sleep(linger)
 
-    def _acker(self, session: Session, gen: int, acks: list[tuple[int, int]]) -> Callable[[], None]:
+    def _acker(self, state: _Pending) -> Callable[[], None]:
         def on_durable() -> None:
-            if gen != self._gen or not session.connected:
-                return  # acks belong to a closed connection: the broker redelivers (persistent session)
-            session.ack_many(acks)
+            state.durable = True
+            session, pend = self._session, self._pending
+            if session is None or not session.connected:
+                return
+            if state.gen == self._gen:
+                session.ack_many(state.acks)
+                for k in state.keys:
+                    if pend.get(k) is state:
+                        del pend[k]
+            # else: acks of a closed connection are never sent; the broker redelivers those messages
+            # and _process() recognises them (state stays in _pending until the next reconnect)
+            mine = [(mid, qos) for g, mid, qos in state.waiting if g == self._gen]
+            if mine:
+                session.ack_many(mine)
 
         return on_durable
 
     async def _process(self, items: list[Message], session: Session, gen: int) -> None:
         rows = Rows()
-        acks: list[tuple[int, int]] = []
+        state = _Pending(gen)
+        acks, keys, pend = state.acks, state.keys, self._pending
         routes = self._routes
         max_bytes = self.config.max_payload_bytes
         quarantine = self.ctx.quarantine
-        for topic, payload, mid, qos, recv in items:
+        for topic, payload, mid, qos, recv, dup in items:
             if qos:
+                key = (topic, payload)
+                if dup:  # a redelivery: skip it if the first copy is already in the pipeline
+                    old = pend.get(key)
+                    if old is not None and old.gen != gen:
+                        del pend[key]
+                        if old.durable:
+                            acks.append((mid, qos))
+                        else:
+                            old.waiting.append((gen, mid, qos))
+                        self.ctx.metrics.count_dropped(1, "redelivered_duplicate")
+                        continue
                 acks.append((mid, qos))
+                keys.append(key)
+                pend[key] = state
             route = routes.get(topic, False)
             if route is False:
                 route = self._route(topic)
@@ -257,7 +298,7 @@ class MqttConnector(Connector):
                 rows.add(sid, recv if ts is None else ts, val, text, q)
         chunk = self._chunk(rows)
         if acks:
-            chunk.on_durable = self._acker(session, gen, acks)
+            chunk.on_durable = self._acker(state)
         await self.ctx.emit(chunk)
 
     @staticmethod

@@ -37,6 +37,7 @@ class Harness:
         self.unit = build(self.cfg, self.ctx)[0]
         self.task: asyncio.Task | None = None
         self.rows: list[tuple[str, int, float, str | None, int]] = []
+        self.not_durable: list = []  # on_durable callbacks held back by collect(durable=False)
 
     async def __aenter__(self) -> Harness:
         await self.unit.connect()
@@ -63,8 +64,11 @@ class Harness:
                 valid = chunk.valid is None or bool(chunk.valid[i])
                 text = chunk.text[i] if chunk.text is not None else None
                 self.rows.append((key, int(chunk.source_time_ns[i]), float(chunk.value[i]) if valid else None, text, int(chunk.quality[i])))
-            if durable and chunk.on_durable is not None:
-                chunk.on_durable()
+            if chunk.on_durable is not None:
+                if durable:
+                    chunk.on_durable()
+                else:
+                    self.not_durable.append(chunk.on_durable)
         return self.rows
 
 
@@ -276,6 +280,8 @@ async def test_mutual_tls_client_certificate(mosquitto):
 
 
 async def test_broker_restart_reconnect_and_resubscribe(mosquitto_factory):
+    """Messages in the pipeline when the broker restarts are redelivered on the new connection;
+    they are recognised (not written twice) and acked once the first copy is durable."""
     broker = mosquitto_factory()
     cfg = {"id": "m7", "type": "mqtt", "asset": "acme",
            "broker": {"port": broker.plain_port, "client_id": "t-restart", "session": "persistent", "keepalive_secs": 5},
@@ -284,17 +290,30 @@ async def test_broker_restart_reconnect_and_resubscribe(mosquitto_factory):
     await h.unit.connect()
     h.task = asyncio.create_task(h.unit.run())
     p = publisher(broker.plain_port)
-    pub(p, "plant/r/x", 1)
-    await h.collect(1)
+    for i in range(5):
+        pub(p, "plant/r/x", i)
+    await h.collect(5, durable=False)  # decoded, not yet durable: not acked
     p.loop_stop()
     await asyncio.to_thread(broker.restart_on_same_ports)
     with pytest.raises(NotConnected, match="connection lost"):
         await asyncio.wait_for(h.task, 10)
     await h.unit.aclose()
-    # the runtime reconnects: same unit, connect() again
+    # the runtime reconnects: same unit, connect() again; the broker redelivers the 5 messages
     async with h:
+        for _ in range(100):
+            if h.ctx.metrics.dropped.get("redelivered_duplicate", 0) >= 5:
+                break
+            await asyncio.sleep(0.05)
+        assert h.ctx.metrics.dropped.get("redelivered_duplicate") == 5
+        for cb in h.not_durable:  # the first copies become durable -> the redelivered copies are acked
+            cb()
         p = publisher(broker.plain_port)
-        pub(p, "plant/r/x", 2)
-        rows = await h.collect(2)
-    assert [r[2] for r in rows] == [1.0, 2.0]
+        pub(p, "plant/r/x", 5)
+        rows = await h.collect(6)
+        await asyncio.sleep(0.3)
+    assert [r[2] for r in rows] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    h.rows.clear()
+    async with h:  # everything was acked: nothing comes again
+        rows = await h.collect(1, timeout=1.0)
+    assert rows == []
     p.loop_stop()

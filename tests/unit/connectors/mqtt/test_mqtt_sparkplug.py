@@ -146,7 +146,7 @@ def test_fuzz_connector_message_path_never_raises(msgs):
     quarantined = []
     ctx = ConnectorContext("fz", SignalCatalog(), send, quarantine_sink=lambda *a: quarantined.append(a))
     unit = MqttConnector(cfg, ctx)
-    items = [(t, p, i + 1, 1, 10**18) for i, (t, p) in enumerate(msgs)]
+    items = [(t, p, i + 1, 1, 10**18, False) for i, (t, p) in enumerate(msgs)]
     asyncio.run(unit._process(items, _FakeSession(), 0))
     assert len(chunks) == 1 and chunks[0].on_durable is not None  # every QoS 1 message is acked, even bad ones
     c = chunks[0]
