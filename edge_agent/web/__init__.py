@@ -1,0 +1,1 @@
+"""The live status page: static files (``static/``), the JSON API and the last-values tap."""
