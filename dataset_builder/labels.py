@@ -125,20 +125,25 @@ def label_rows(times_us: np.ndarray, step_us: int, events: list[dict[str, Any]])
     """Per row (covering ``[t, t + step)``), the kinds of the events overlapping it, sorted and
     joined with ``|``; null where none. An instant event (``end == start``) marks the row holding it."""
     n = times_us.shape[0]
-    kinds: list[set[str] | None] = [None] * n
     if n == 0 or not events:
         return pa.nulls(n, pa.string())
-    for e in events:
-        end = max(e["end"], e["start"] + 1)
-        lo = int(np.searchsorted(times_us, e["start"] - step_us, side="right"))
-        hi = int(np.searchsorted(times_us, end, side="left"))
-        for i in range(lo, hi):
-            s = kinds[i]
-            if s is None:
-                kinds[i] = {e["kind"]}
-            else:
-                s.add(e["kind"])
-    return pa.array(["|".join(sorted(s)) if s else None for s in kinds], pa.string())
+    kinds = sorted({e["kind"] for e in events})
+    bit = {k: i for i, k in enumerate(kinds)}
+    mask = np.zeros(n, dtype=object if len(kinds) > 62 else np.int64)
+    for k in kinds:  # one +1/-1 sweep per kind: rows covered by at least one event of that kind
+        delta = np.zeros(n + 1, np.int64)
+        for e in events:
+            if e["kind"] != k:
+                continue
+            lo = int(np.searchsorted(times_us, e["start"] - step_us, side="right"))
+            hi = int(np.searchsorted(times_us, max(e["end"], e["start"] + 1), side="left"))
+            if hi > lo:
+                delta[lo] += 1
+                delta[hi] -= 1
+        covered = np.cumsum(delta[:-1]) > 0
+        mask[covered] += 1 << bit[k]
+    names = {m: "|".join(k for k in kinds if int(m) >> bit[k] & 1) for m in np.unique(mask).tolist() if m}
+    return pa.array([names.get(m) for m in mask.tolist()], pa.string())
 
 
 def overlapping_kinds(start_us: int, end_us: int, events: list[dict[str, Any]]) -> str | None:
