@@ -5,14 +5,19 @@ Plain pydantic, no paho import: the config layer stays light.
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
+from connectors.mqtt.topics import TopicTemplate
 from edge_agent.config.base import AssetPath, ConnectorConfigBase, SignalConfigBase, StrictModel
 from edge_agent.core.channel import WhenFull
+
+
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
 
 class MqttVersion(str, Enum):
@@ -136,6 +141,19 @@ class Subscription(StrictModel):
     units: dict[str, str] = Field(default_factory=dict, description="Unit per signal name, e.g. {temperature: Cel}")
     value: ValueKind = Field(ValueKind.number, description="number | text")
     json_: JsonOptions = Field(default_factory=JsonOptions, alias="json", description="JSON decoding options")
+
+
+    @model_validator(mode="after")
+    def _templates(self) -> Subscription:
+        tpl = TopicTemplate.parse(self.topic)  # raises ValueError with the reason
+        known = {"group", "node", "device"} if self.format is PayloadFormat.sparkplug_b else set(tpl.variables)
+        for field_name in ("asset", "signal"):
+            text = getattr(self, field_name)
+            for name in _PLACEHOLDER.findall(text or ""):
+                if name not in known:
+                    raise ValueError(f"{field_name} template uses {{{name}}}, which the topic does not define "
+                                     f"(available: {', '.join(sorted(known)) or 'none'})")
+        return self
 
 
 class SparkplugOptions(StrictModel):

@@ -25,7 +25,7 @@ import numpy as np
 
 from connectors.base import Connector, ConnectorContext
 from connectors.mqtt.client import Session
-from connectors.mqtt.config import MqttConfig, PayloadFormat, Subscription, ValueKind
+from connectors.mqtt.config import JsonOptions, MqttConfig, PayloadFormat, Subscription, ValueKind
 from connectors.mqtt.decode import JsonDecoder, PayloadError, decode_plain
 from connectors.mqtt.sparkplug import NAMESPACE, Rows, SparkplugHost, rebirth_metrics, rebirth_topic
 from connectors.mqtt.sparkplug_codec import encode_payload
@@ -333,7 +333,7 @@ class MqttConnector(Connector):
                 name=s.name, asset=s.asset or cfg.asset, unit=s.unit, address=f"mqtt:{s.topic}", connector=cfg.id,
                 semantic_id=s.semantic_id, description=s.description,
             ))
-            decoder = (lambda p: decode_plain(p)) if cfg.signals_format is PayloadFormat.plain else JsonDecoder(Subscription(topic=s.topic).json_)
+            decoder = decode_plain if cfg.signals_format is PayloadFormat.plain else JsonDecoder(JsonOptions())
             self._routes[s.topic] = Route(cfg.signals_format, None, decoder, sid, s.asset or cfg.asset, s.name)
 
     def _route(self, topic: str) -> Route | None:

@@ -28,8 +28,7 @@ from pydantic import Field
 
 from connectors.mqtt.config import BrokerConfig
 from edge_agent.config.base import ComponentId, StrictModel
-from edge_agent.errors import SinkError, SinkUnavailable
-from edge_agent.signals import DataType
+from edge_agent.errors import NotConnected, SecurityError, SinkError, SinkUnavailable
 from edge_agent.sinks.base import Sink, SinkContext
 
 
@@ -68,7 +67,7 @@ class MqttUplinkSink(Sink):
         self._infos: list = []
         self._refused: list[str] = []
         self._lock = threading.Lock()  # Sparkplug seq / birth state (paho thread answers NCMD)
-        self._topics: dict[int, tuple[str | None, str | None, str | None]] = {}  # id -> (uns topic, unit, text dtype)
+        self._topics: dict[int, tuple[str, str | None]] = {}  # signal id -> (UNS topic, unit)
         self._born: set[int] = set()
         self._seq = 0
         self._bdseq = -1
@@ -118,17 +117,19 @@ class MqttUplinkSink(Sink):
         session.client.on_publish = self._on_publish
         try:
             await session.connect()
-        except SinkError:
-            raise
-        except Exception as exc:  # NotConnected / SecurityError from the shared session: the sink's tree
-            raise SinkUnavailable(f"uplink: {exc}") from exc
+        except SecurityError as exc:  # the shared session speaks the connector tree; the sink has its own
+            raise SinkError(f"uplink: {exc.message}", hint=exc.hint) from exc
+        except NotConnected as exc:
+            raise SinkUnavailable(f"uplink: {exc.message}", hint=exc.hint) from exc
         self._session = session
         self._born.clear()
         if cfg.sparkplug is not None:
             try:
                 await session.subscribe([(f"{self._sp_base}/NCMD/{self._sp_node}", 1)])
-            except Exception as exc:
-                raise SinkUnavailable(f"uplink: {exc}") from exc
+            except (NotConnected, SecurityError) as exc:
+                await asyncio.to_thread(session.close)
+                self._session = None
+                raise SinkUnavailable(f"uplink: cannot receive rebirth commands: {exc.message}", hint=exc.hint) from exc
             self._birth()
         self.ctx.log.info("uplink connected", extra={"sink": self.ctx.sink_id, "broker": session.where})
 
@@ -193,7 +194,7 @@ class MqttUplinkSink(Sink):
                 self._infos.append(s.client.publish(topic, payload, qos=self.config.qos))
 
     # ------------------------------------------------------------------ UNS
-    def _uns_meta(self, sid: int) -> tuple[str | None, str | None, bool]:
+    def _uns_meta(self, sid: int) -> tuple[str, str | None]:
         meta = self._topics.get(sid)
         if meta is None:
             sig = self.ctx.catalog.get(sid)
@@ -203,7 +204,7 @@ class MqttUplinkSink(Sink):
                 topic = self.config.uns.topic.format(asset=sig.spec.asset, signal=sig.spec.name, **names)
             except (KeyError, IndexError):
                 topic = f"{sig.spec.asset}/{sig.spec.name}"
-            meta = (topic, sig.spec.unit if self.config.uns.include_unit else None, sig.spec.dtype is DataType.string)
+            meta = (topic, sig.spec.unit if self.config.uns.include_unit else None)
             self._topics[sid] = meta
         return meta
 
@@ -231,7 +232,7 @@ class MqttUplinkSink(Sink):
             dumps = json.dumps
             for i in range(n):
                 sid = ids[i]
-                topic, unit, _ = self._uns_meta(sid)
+                topic, unit = self._uns_meta(sid)
                 v = vals[i]
                 msg = {"timestamp": ts_ms[i], "value": v if valid[i] and v == v and abs(v) != math.inf else None,
                        "quality": quals[i]}

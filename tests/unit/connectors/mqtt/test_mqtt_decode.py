@@ -100,6 +100,11 @@ def test_config_rules():
         MqttConfig.model_validate({"id": "m", "type": "mqtt"})
     with pytest.raises(ValidationError, match="cert_file and key_file go together"):
         MqttConfig.model_validate({**base, "broker": {"tls": {"cert_file": "c.pem"}}})
+    with pytest.raises(ValidationError, match=r"asset template uses \{line\}"):
+        MqttConfig.model_validate({**base, "subscriptions": [{"topic": "a/{x}/{signal}", "asset": "p/{line}"}]})
+    with pytest.raises(ValidationError, match="'#' must be the last level"):
+        MqttConfig.model_validate({**base, "subscriptions": [{"topic": "a/#/b"}]})
+    MqttConfig.model_validate({**base, "subscriptions": [{"topic": "spBv1.0/{g}/#", "format": "sparkplug_b", "asset": "p/{node}/{device}"}]})
     tls = MqttConfig.model_validate({**base, "broker": {"tls": {}, "password": "s3cret"}})
     assert tls.broker.effective_port == 8883
     assert "s3cret" not in repr(tls) and "s3cret" not in json.dumps(tls.model_dump(mode="json"))
