@@ -47,7 +47,6 @@ from dataset_builder.cycles import CycleSpec, segment
 from dataset_builder.format import (
     FORMAT_NAME,
     FORMAT_VERSION,
-    META_DIR,
     RAW_DIR,
     TS_US_UTC,
     UNKNOWN_PARTITION,

@@ -215,11 +215,10 @@ def _columns(p: Path, m: Mapping) -> list[str]:
 
 
 def _blocks(p: Path, m: Mapping, names: list[str]):
-    """The file as pyarrow tables of a few MB each (the time column as text)."""
-    types = {m.time.column: pa.string()} if m.time.column else {}
-    for c, sm in m.signals.items():
-        if sm.dtype:
-            types[c] = {"float64": pa.float64(), "int64": pa.float64(), "bool": pa.bool_(), "string": pa.string()}[sm.dtype]
+    """The file as pyarrow tables of a few MB each (text times as strings, parsed by :func:`_times`)."""
+    types = {m.time.column: pa.string()} if m.time.column and not m.time.format.startswith("epoch_") else {}
+    arrow = {"float64": pa.float64(), "int64": pa.float64(), "bool": pa.bool_(), "string": pa.string()}
+    types.update({c: arrow[sm.dtype] for c, sm in m.signals.items() if sm.dtype})
     try:
         if m.format == "whitespace":
             import pandas as pd
@@ -289,7 +288,7 @@ def _long(block: pa.Table, sigs: list[_Sig], t_ns: np.ndarray, records: dict[str
     ids, times, vals, texts = [], [], [], []
     empty = 0
     for s in sigs:
-        col = block.column(s.column).combine_chunks() if isinstance(block.column(s.column), pa.ChunkedArray) else block.column(s.column)
+        col = block.column(s.column).combine_chunks()
         rec = by_id[s.id]
         is_text = s.text or not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
                                  or pa.types.is_boolean(col.type) or pa.types.is_null(col.type))
