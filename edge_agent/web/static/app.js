@@ -104,10 +104,11 @@
   function renderEvents(events, nowMs) {
     const tl = $("timeline");
     tl.replaceChildren();
+    $("timeline-from").textContent = events.length ? fmtTime(Math.min(...events.map((e) => e.start_ns / 1e6), nowMs - 15 * 60e3)) : "";
     $("no-events").hidden = events.length > 0;
     $("events").hidden = events.length === 0;
     if (events.length) {
-      const t0 = Math.min(...events.map((e) => e.start_ns / 1e6), nowMs - 3600e3);
+      const t0 = Math.min(...events.map((e) => e.start_ns / 1e6), nowMs - 15 * 60e3);
       const span = nowMs - t0 || 1;
       for (const e of events) {
         const s = e.start_ns / 1e6, en = Math.max(e.end_ns / 1e6, s + span / 400);
