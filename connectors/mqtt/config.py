@@ -140,7 +140,7 @@ class Subscription(StrictModel):
     signal: str | None = Field(None, description="Signal name template; default {signal} if the topic has it, else the last topic level")
     units: dict[str, str] = Field(default_factory=dict, description="Unit per signal name, e.g. {temperature: Cel}")
     value: ValueKind = Field(ValueKind.number, description="number | text")
-    json_: JsonOptions = Field(default_factory=JsonOptions, alias="json", description="JSON decoding options")
+    json_options: JsonOptions = Field(default_factory=JsonOptions, description="How to read JSON payloads (paths, shapes, timestamps)")
 
 
     @model_validator(mode="after")
@@ -172,7 +172,7 @@ class MqttConfig(ConnectorConfigBase):
     broker: BrokerConfig = Field(default_factory=BrokerConfig, description="Broker connection")
     subscriptions: list[Subscription] = Field(default_factory=list, description="Topic templates / filters")
     signals: list[TopicSignal] = Field(default_factory=list, description="Exact topics mapped to signals (plain or JSON one-value payloads)")
-    signals_format: PayloadFormat = Field(PayloadFormat.json, description="Payload format of the 'signals' topics (json | plain)")
+    signals_format: Literal["json", "plain"] = Field("json", description="Payload format of the 'signals' topics")
     signals_qos: Literal[0, 1, 2] = Field(1, description="QoS of the 'signals' topics")
     sparkplug: SparkplugOptions = Field(default_factory=SparkplugOptions, description="Sparkplug B host application settings")
     max_payload_bytes: int = Field(256 * 1024, ge=16, le=256 * 1024 * 1024, description="Larger payloads are quarantined (oversize)")
@@ -196,8 +196,6 @@ class MqttConfig(ConnectorConfigBase):
             if any(q > 0 for q in qos):
                 raise ValueError("when_full drop_newest/drop_oldest is only allowed when every subscription uses qos 0 "
                                  "(QoS 1/2 messages are acknowledged only after they are durable, never dropped)")
-        if self.signals_format is PayloadFormat.sparkplug_b:
-            raise ValueError("signals_format must be json or plain (use a subscription for Sparkplug B)")
         return self
 
     def signal_configs(self) -> list[SignalConfigBase]:

@@ -333,8 +333,9 @@ class MqttConnector(Connector):
                 name=s.name, asset=s.asset or cfg.asset, unit=s.unit, address=f"mqtt:{s.topic}", connector=cfg.id,
                 semantic_id=s.semantic_id, description=s.description,
             ))
-            decoder = decode_plain if cfg.signals_format is PayloadFormat.plain else JsonDecoder(JsonOptions())
-            self._routes[s.topic] = Route(cfg.signals_format, None, decoder, sid, s.asset or cfg.asset, s.name)
+            fmt = PayloadFormat(cfg.signals_format)
+            decoder = decode_plain if fmt is PayloadFormat.plain else JsonDecoder(JsonOptions())
+            self._routes[s.topic] = Route(fmt, None, decoder, sid, s.asset or cfg.asset, s.name)
 
     def _route(self, topic: str) -> Route | None:
         """Resolve a topic seen for the first time (then cached). None: not ours / unusable."""
@@ -365,7 +366,7 @@ class MqttConnector(Connector):
                 def decoder(p: bytes, _k: ValueKind = kind) -> list:
                     return decode_plain(p, _k)
             else:
-                decoder = JsonDecoder(sub.json_, sub.value)
+                decoder = JsonDecoder(sub.json_options, sub.value)
             sid = self._register(SignalSpec(
                 name=name, asset=asset, unit=sub.units.get(name),
                 dtype=DataType.string if sub.value is ValueKind.text else DataType.float64,

@@ -95,7 +95,7 @@ async def test_json_and_plain_payload_kinds(mosquitto):
             {"topic": "plant/{line}/{asset}/{signal}", "units": {"temp": "Cel"}},
             {"topic": "raw/{asset}/{signal}", "format": "plain"},
             {"topic": "text/{signal}", "format": "plain", "value": "text"},
-            {"topic": "iso/{signal}", "json": {"timestamp_path": "t", "value_path": "v", "timestamp_format": "iso8601"}},
+            {"topic": "iso/{signal}", "json_options": {"timestamp_path": "t", "value_path": "v", "timestamp_format": "iso8601"}},
         ],
     }
     p = publisher(mosquitto.plain_port)
@@ -125,6 +125,23 @@ async def test_json_and_plain_payload_kinds(mosquitto):
     assert temp.unit == "Cel" and temp.connector == "m1" and temp.address == "mqtt:plant/l1/press/temp"
     assert h.quarantined == []
     p.loop_stop()
+
+
+async def test_explicit_topic_list(mosquitto):
+    cfg = {"id": "m8", "type": "mqtt", "asset": "acme/hall", "signals_format": "plain",
+           "broker": {"port": mosquitto.plain_port, "client_id": "t-list", "session": "clean"},
+           "signals": [{"topic": "legacy/AI_17", "name": "oil_temp", "unit": "Cel"},
+                       {"topic": "legacy/AI_18", "name": "oil_level", "unit": "%", "asset": "acme/hall/tank"}]}
+    p = publisher(mosquitto.plain_port)
+    async with Harness(cfg) as h:
+        pub(p, "legacy/AI_17", b"61.5")
+        pub(p, "legacy/AI_18", b"80")
+        pub(p, "legacy/AI_19", b"1")  # not listed: not subscribed
+        rows = await h.collect(2)
+        await asyncio.sleep(0.2)
+    p.loop_stop()
+    assert [(r[0], r[2]) for r in rows] == [("acme/hall/oil_temp", 61.5), ("acme/hall/tank/oil_level", 80.0)]
+    assert h.catalog.by_key("acme/hall/oil_temp").spec.unit == "Cel" and len(h.catalog) == 2
 
 
 async def test_bad_payloads_are_quarantined_and_other_topics_keep_flowing(mosquitto):
