@@ -420,28 +420,41 @@ class MachineToolSim:
     async def _loop(self) -> None:
         period = 1.0 / self.update_hz
         next_t = time.monotonic()
-        next_bulk = next_t
-        bulk_k = 0
+        bulk = asyncio.create_task(self._bulk_loop()) if self.bulk_nodes else None
+        try:
+            while True:
+                await self._tick()
+                next_t = max(next_t + period, time.monotonic())  # an overrun skips ticks, no burst
+                await asyncio.sleep(max(0.0, next_t - time.monotonic()))
+        finally:
+            if bulk is not None:
+                bulk.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await bulk
+
+    async def _bulk_loop(self) -> None:
+        """Every bulk node changes ``bulk_hz`` times per second (its own schedule, so the bulk
+        rate does not depend on ``update_hz``); an overrunning update skips ticks."""
+        period = 1.0 / self.bulk_hz
+        next_t, k = time.monotonic(), 0
         while True:
-            now = time.monotonic()
-            for f in list(self.schedule):
-                if now - self._t0 >= f.at_secs:
-                    self.schedule.remove(f)
-                    self.inject(f.kind, f.duration_secs, f.severity, source="schedule")
-            for a in list(self._active):
-                if now >= a.end:
-                    self._finish(a, time.time())
             if self.server is not None:
-                try:
-                    await self._update(now)
-                    if self._bulk_ids and now >= next_bulk:
-                        bulk_k += 1
-                        await self._update_bulk(bulk_k)
-                        next_bulk += 1.0 / self.bulk_hz
-                except (ua.UaError, KeyError, AttributeError):
-                    pass  # the server is being restarted under us
-            next_t += period
+                k += 1
+                await self._update_bulk(k)
+            next_t = max(next_t + period, time.monotonic())
             await asyncio.sleep(max(0.0, next_t - time.monotonic()))
+
+    async def _tick(self) -> None:
+        now = time.monotonic()
+        for f in list(self.schedule):
+            if now - self._t0 >= f.at_secs:
+                self.schedule.remove(f)
+                self.inject(f.kind, f.duration_secs, f.severity, source="schedule")
+        for a in list(self._active):
+            if now >= a.end:
+                self._finish(a, time.time())
+        if self.server is not None:
+            await self._update(now)
 
     async def _write(self, path: str, value: Any, vtype: ua.VariantType, status: int = ua.StatusCodes.Good,
                      ts: dt.datetime | None = None) -> None:
@@ -505,12 +518,13 @@ class MachineToolSim:
         await w("Notification/Messages/Severity", 800 if coolant else (500 if bearing else 0), ua.VariantType.UInt16, ts=ts)
 
     async def _read(self, path: str) -> Any:
-        assert self.server is not None
-        return self.server.read_attribute_value(self._nodes[path]).Value.Value
+        srv = self.server
+        return None if srv is None else srv.read_attribute_value(self._nodes[path]).Value.Value
 
     async def _update_bulk(self, k: int) -> None:
         srv = self.server
-        assert srv is not None
+        if srv is None:
+            return
         ts = dt.datetime.now(dt.timezone.utc)
         for i, nid in enumerate(self._bulk_ids):
             dv = ua.DataValue(ua.Variant(float(k + i), ua.VariantType.Double), SourceTimestamp=ts, ServerTimestamp=ts)

@@ -275,3 +275,16 @@ async def test_values_are_arrays_not_objects(sim, tmp_path):
     for c in drain(ch):
         assert c.signal_id.dtype == np.int32 and c.quality.dtype == np.uint32 and c.value.dtype == np.float64
         assert c.source_time_ns.dtype == np.int64 and c.server_time_ns is None or c.server_time_ns.dtype == np.int64
+
+
+async def test_absolute_deadband_per_node(sim, tmp_path):
+    hours = SIM + "Monitoring/MachineTool/PowerOnDuration"  # grows by ~3e-5 h every 100 ms
+    ctx, ch = make_ctx(tmp_path)
+    cfg = sub_cfg(sim.endpoint, nodes=[
+        {"name": "hours_all", "node_id": hours},
+        {"name": "hours_deadband", "node_id": hours, "deadband_type": "absolute", "deadband_value": 1.0},
+    ])
+    [unit] = build_subscription(cfg, ctx)
+    rows = by_name(ctx, await collect_subscription(unit, ch, 2.0))
+    assert len(rows["hours_all"]) >= 8
+    assert len(rows["hours_deadband"]) == 1  # the initial value only: it moves far less than 1 h
