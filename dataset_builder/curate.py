@@ -121,8 +121,10 @@ class Task:
 # --------------------------------------------------------------------------- planning
 
 
-def plan_signals(catalog_rows: list[dict[str, Any]], aggregations: dict[str, str] | None) -> dict[str, list[SignalPlan]]:
-    """Output columns per asset partition, sorted by signal name (stable across days)."""
+def plan_signals(catalog_rows: list[dict[str, Any]], aggregations: dict[str, str] | None,
+                 cycle_signal: str | None = None) -> dict[str, list[SignalPlan]]:
+    """Output columns per asset partition, sorted by signal name (stable across days). The cycle
+    signal defaults to ``last``: a mean of two counter values is no counter value."""
     aggregations = aggregations or {}
     for a in aggregations.values():
         if a not in AGGREGATIONS:
@@ -139,7 +141,8 @@ def plan_signals(catalog_rows: list[dict[str, Any]], aggregations: dict[str, str
             extra = json.loads(extra or "{}")
         agg = next((a for pat, a in aggregations.items()
                     if fnmatch.fnmatchcase(r["name"], pat) or fnmatch.fnmatchcase(r["key"], pat)), None)
-        agg = agg or extra.get("aggregation") or ("mean" if dtype in _FLOAT_DTYPES else "last")
+        is_cycle = cycle_signal is not None and cycle_signal in (r["name"], r["key"])
+        agg = agg or extra.get("aggregation") or ("mean" if dtype in _FLOAT_DTYPES and not is_cycle else "last")
         if text:
             agg = "last" if agg not in ("last", "first") else agg
         cols = by_asset.setdefault(part, [])
@@ -485,7 +488,7 @@ def build(
                            active=tuple(cycles.get("active") or ()))
 
     catalog_rows = [dict(r) for r in read_catalog(raw_root).to_pylist()]
-    plans = plan_signals(catalog_rows, aggregations)
+    plans = plan_signals(catalog_rows, aggregations, cycles.signal if cycles else None)
     asset_path = {r["asset_partition"]: r["asset"] for r in catalog_rows}
     parts = [(a, d) for a, d in raw_partitions(raw_root) if a != UNKNOWN_PARTITION and a in plans]
     if assets:
