@@ -62,7 +62,22 @@ class _ComponentCollector(Collector):
             buf_bytes.add_metric([name], nbytes)
         for (stage, reason), n in self.m.core_dropped.items():
             dropped.add_metric([stage, reason], n)
-        yield from (received, errors, dropped, quarantined, gaps, state, committed, files, buf_rows, buf_bytes)
+        scored = CounterMetricFamily("axedge_anomaly_windows_scored", "Windows scored by the anomaly model", labels=["processor"])
+        skipped = CounterMetricFamily("axedge_anomaly_windows_skipped", "Windows not scored (missing, stale or bad inputs)", labels=["processor", "reason"])
+        events = CounterMetricFamily("axedge_anomaly_events", "Anomaly events finished", labels=["processor"])
+        latency = GaugeMetricFamily("axedge_anomaly_latency_seconds", "Per-window inference latency (recent)", labels=["processor", "quantile"])
+        for name, fn in self.m.processors.items():
+            st = fn()
+            scored.add_metric([name], st["windows_scored"])
+            events.add_metric([name], st["events"])
+            for r, n in st["windows_skipped"].items():
+                skipped.add_metric([name, r], n)
+            for r, n in st["windows_dropped"].items():
+                dropped.add_metric([f"processor:{name}", r], n)
+            for q, us in st["latency_us"].items():
+                latency.add_metric([name, q], us / 1e6)
+        yield from (received, errors, dropped, quarantined, gaps, state, committed, files, buf_rows, buf_bytes,
+                    scored, skipped, events, latency)
 
 
 class AgentMetrics:
@@ -73,6 +88,7 @@ class AgentMetrics:
         self.sinks: dict[str, SinkMetrics] = {}
         self.buffers: dict[str, Callable[[], tuple[int, int]]] = {}
         self.core_dropped: dict[tuple[str, str], int] = {}
+        self.processors: dict[str, Callable[[], dict]] = {}
         self.flushes = Counter("axedge_batch_flushes", "Batches flushed by the core, by reason", ["reason"], registry=self.registry)
         self.batch_rows = Counter("axedge_core_rows", "Rows batched by the core", registry=self.registry)
         self.reconnects = Counter("axedge_connector_reconnects", "Connector reconnect attempts", ["connector"], registry=self.registry)

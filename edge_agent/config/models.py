@@ -12,6 +12,7 @@ from pydantic import ByteSize, Field, field_validator, model_validator
 from connectors.registry import connector_config_models
 from edge_agent.config.base import ComponentId, StrictModel
 from edge_agent.core.channel import WhenFull
+from edge_agent.processors.anomaly import AnomalyProcessorConfig
 from edge_agent.sinks.registry import sink_config_models
 
 
@@ -87,6 +88,7 @@ class AgentConfig(StrictModel):
     buffer: BufferSection = Field(default_factory=BufferSection)
     sinks: list[SinkSection] = Field(default_factory=list, description="Where data goes; default: one Parquet raw dataset in agent.data_dir")
     connectors: list[ConnectorSection] = Field(default_factory=list, description="Data sources")
+    processors: list[AnomalyProcessorConfig] = Field(default_factory=list, description="Derived data: anomaly models scored at the edge")
 
     @field_validator("connectors")
     @classmethod

@@ -14,6 +14,7 @@ import json
 import logging
 import signal
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from edge_agent.core.batcher import Batcher, BatchPolicy
 from edge_agent.core.channel import BoundedChannel, ChannelClosed
 from edge_agent.errors import AxedgeError, DatasetError
 from edge_agent.metrics import AgentMetrics
+from edge_agent.processors.anomaly import AnomalyProcessor
 from edge_agent.quarantine import Quarantine
 from edge_agent.runtime.backoff import Backoff
 from edge_agent.runtime.memory import tune_malloc
@@ -64,6 +66,9 @@ class Agent:
         self.running: list[RunningConnector] = []
         self.sink_runners: list[SinkRunner] = []
         self.channel: BoundedChannel | None = None
+        self.processors: list[AnomalyProcessor] = []
+        self.events: deque[dict[str, Any]] = deque(maxlen=200)  # recent anomaly events (status page)
+        self.on_batch: list[Any] = []  # taps fed with every flushed batch (status page last values)
         self.http_port: int | None = None
         self._stop = asyncio.Event()
         self.next_config: AgentConfig | None = None
@@ -194,23 +199,39 @@ class Agent:
                     full = batcher.add(nxt)
             reason = batcher.due()
             if reason:
-                await self._flush(batcher, reason)
-        await self._flush(batcher, "shutdown")
+                for derived in await self._flush(batcher, reason):
+                    batcher.add(derived)
+        for derived in await self._flush(batcher, "shutdown"):
+            batcher.add(derived)
+        for p in self.processors:
+            for derived in p.close():
+                batcher.add(derived)
+        await self._flush(batcher, "shutdown", process=False)
 
-    async def _flush(self, batcher: Batcher, reason: str) -> None:
+    async def _flush(self, batcher: Batcher, reason: str, *, process: bool = True) -> list:
+        """Flush the batch into every sink's buffer, run the durability callbacks, feed the
+        processors; returns the samples the processors derived (scores, events)."""
         flushed = batcher.flush(reason)
         if flushed is None:
-            return
+            return []
+        batch = flushed.batch
         self.metrics.flushes.labels(flushed.reason).inc()
-        self.metrics.batch_rows.inc(flushed.batch.num_rows)
+        self.metrics.batch_rows.inc(batch.num_rows)
         for sr in self.sink_runners:
-            await sr.put(flushed.batch, deadline=self._deadline)
+            await sr.put(batch, deadline=self._deadline)
         for cb in flushed.callbacks:
             try:
                 cb()
             except Exception as exc:  # noqa: BLE001 - an ack callback must not stop the core; counted
                 self.metrics.count_dropped("core", "ack_callback_failed", 0)
                 log.warning("durability callback failed", extra={"error": repr(exc)})
+        for tap in self.on_batch:
+            tap(batch)
+        derived = []
+        if process:
+            for p in self.processors:
+                derived.extend(p.process(batch))
+        return derived
 
     @staticmethod
     async def _supervise(rc: RunningConnector) -> StartupFailed | None:
@@ -240,6 +261,10 @@ class Agent:
         for sr in self.sink_runners:  # 1. sinks: open datasets, recover, replay
             await sr.open()
         self._build_connectors()
+        for pcfg in cfg.processors:
+            proc = AnomalyProcessor(pcfg, self.catalog, on_event=self.events.append)
+            self.processors.append(proc)
+            self.metrics.processors[pcfg.id] = proc.stats
         if cfg.agent.http.enabled:
             from edge_agent.runtime.http import serve_http
 

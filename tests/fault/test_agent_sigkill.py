@@ -49,6 +49,19 @@ def _start(cfg: Path) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
 
 
+def _wait_ready(proc: subprocess.Popen, state: Path, timeout: float = 60.0) -> None:
+    """Wait until the agent writes into its buffer (it may take seconds to start on a busy machine)."""
+    wal = state / "buffers" / "raw.sqlite-wal"
+    t0 = time.monotonic()
+    size0 = wal.stat().st_size if wal.exists() else -1
+    while time.monotonic() - t0 < timeout:
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        if wal.exists() and wal.stat().st_size != size0:
+            return
+        time.sleep(0.05)
+    raise AssertionError("agent did not start writing within the timeout")
+
+
 def _buffer_keys(state: Path) -> set[tuple[str, int]]:
     """(signal id, source time) of every row stored in the durable buffer (read-only look)."""
     from edge_agent.buffer import open_buffer
@@ -87,7 +100,8 @@ def test_sigkill_during_ingest_loses_nothing_and_duplicates_nothing(tmp_path):
     runs = 12
     for i in range(runs):
         proc = _start(cfg)
-        time.sleep(rng.uniform(0.8, 2.5))
+        _wait_ready(proc, tmp_path / "state")
+        time.sleep(rng.uniform(0.0, 1.5))
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
@@ -98,7 +112,8 @@ def test_sigkill_during_ingest_loses_nothing_and_duplicates_nothing(tmp_path):
         must_have.update(_dataset_rows(tmp_path / "data"))
     # final graceful run drains the buffer (SIGTERM -> flush, commit)
     proc = _start(cfg)
-    time.sleep(2.0)
+    _wait_ready(proc, tmp_path / "state")
+    time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0, proc.stderr.read().decode()[-2000:]
     rows = _dataset_rows(tmp_path / "data")
