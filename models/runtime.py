@@ -82,6 +82,7 @@ class ScorerStats:
     windows_dropped: dict[str, int] = field(default_factory=dict)
     anomalous_windows: int = 0
     events: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
     reloads: int = 0
     reload_failures: int = 0
     inference_batches: int = 0
@@ -155,6 +156,7 @@ class EdgeScorer:
         self._rejected: str | None = None
         self._worker: threading.Thread | None = None
         self._open: dict[str, Any] | None = None
+        self._failure: BaseException | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -234,6 +236,8 @@ class EdgeScorer:
         m = self._model
         if m is None:
             raise ModelError("EdgeScorer.process() before start()")
+        if self._failure is not None:
+            raise ModelError(f"anomaly model {m.name}: inference failed in the worker: {self._failure}") from self._failure
         sid, t, v = _columns(batch)
         self.stats.samples_in += len(sid)
         known = sid < len(self._id_to_col)
@@ -325,10 +329,17 @@ class EdgeScorer:
             if item is None:
                 return
             m, times, x = item
-            t0 = time.perf_counter()
-            score, contrib = m.bundle.run(x)
-            dt = time.perf_counter() - t0
             st = self.stats
+            t0 = time.perf_counter()
+            try:
+                score, contrib = m.bundle.run(x)
+            except Exception as exc:  # noqa: BLE001 - not swallowed: process() raises it on the event loop
+                name = type(exc).__name__
+                st.errors[name] = st.errors.get(name, 0) + 1
+                self._failure = exc
+                log.error("anomaly inference failed, scorer stopped", extra={"model": m.name, "error": str(exc)})
+                return
+            dt = time.perf_counter() - t0
             st.inference_batches += 1
             st.inference_secs += dt
             st.latencies_us.append(dt * 1e6 / len(times))
@@ -358,11 +369,20 @@ class EdgeScorer:
 
     def _close_event(self) -> AnomalyEvent:
         ev, self._open = self._open, None
+        self.stats.events += 1
+        return self._event(ev)
+
+    def current_event(self) -> AnomalyEvent | None:
+        """The anomaly in progress (``end_ns`` = its latest anomalous window), or None: lets the
+        agent publish a long anomaly before it ends."""
+        with self._lock:
+            return self._event(self._open) if self._open is not None else None
+
+    def _event(self, ev: dict[str, Any]) -> AnomalyEvent:
         m: _Model = ev["model"]
         c = np.clip(ev["contrib"], 0, None)
         total = float(c.sum()) or 1.0
         top = np.argsort(c)[::-1][: self.top_k]
-        self.stats.events += 1
         return AnomalyEvent(
             model=m.name,
             start_ns=ev["start"],

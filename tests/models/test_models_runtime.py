@@ -10,7 +10,7 @@ from dataset_builder.format import Quality
 from edge_agent.core.channel import BoundedChannel
 from edge_agent.core.chunk import SampleChunk, chunks_to_batch
 from edge_agent.signals import SignalCatalog, SignalSpec
-from models.errors import InputMismatch
+from models.errors import InputMismatch, ModelError
 from models.runtime import EdgeScorer
 
 from .conftest import tep_frame
@@ -185,3 +185,40 @@ async def test_long_windows_and_hop_follow_the_bundle(tep_train, cat, tmp_path):
     np.testing.assert_array_equal(k, np.arange(6, 79, 4))  # first full window ends at grid 6
     offline = b.score(df)["score"].to_numpy()
     np.testing.assert_allclose(live["score"].to_numpy(), offline[k - 1], rtol=1e-5)
+
+
+class _BrokenSession:
+    """Failure injection: an ONNX Runtime session whose inference fails."""
+
+    def run(self, *_):
+        raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : out of memory")
+
+
+def test_inference_failure_is_counted_and_raised_on_the_event_loop(model_dir, cat):
+    df = tep_frame("d00_te", slice(0, 20))
+    scorer = EdgeScorer(model_dir, cat, max_queue_batches=QUEUE)
+    scorer.start()
+    scorer.model._session = _BrokenSession()
+    feed = chunks(df, cat)
+    for _ in range(6):  # enough rows for the first windows
+        scorer.process(next(feed))
+    scorer._worker.join(10)  # the worker stops at the failure
+    assert not scorer._worker.is_alive()
+    with pytest.raises(ModelError, match="inference failed in the worker: .*out of memory"):
+        scorer.process(next(feed))
+    assert scorer.stats.errors == {"RuntimeError": 1}
+    scorer.close()
+
+
+async def test_current_event_shows_an_anomaly_in_progress(model_dir, cat):
+    df = tep_frame("d01_te", slice(0, 260))
+    scorer = EdgeScorer(model_dir, cat, max_queue_batches=QUEUE)
+    scorer.start()
+    for c in chunks(df, cat):
+        scorer.process(c)
+    assert scorer.wait_idle()
+    ev = scorer.current_event()
+    assert ev is not None and ev.start_ns >= T0 + 160 * PERIOD and ev.end_ns >= T0 + 250 * PERIOD
+    assert ev.peak_score > ev.threshold and len(ev.top_signals) == 3
+    closed = scorer.close()
+    assert closed and closed[-1].start_ns == ev.start_ns and scorer.current_event() is None
