@@ -49,7 +49,10 @@ class _ComponentCollector(Collector):
         for name, st in self.m.states.items():
             for s in CONNECTOR_STATES:
                 state.add_metric([name, s], 1.0 if st() == s else 0.0)
+        sink_events = CounterMetricFamily("axedge_sink_events", "Sink-specific events (replays skipped, files quarantined, ...)", labels=["sink", "event"])
         for name, sm in self.m.sinks.items():
+            for ev, n in sm.extra().items():
+                sink_events.add_metric([name, ev], n)
             committed.add_metric([name], sm.committed_rows)
             files.add_metric([name], sm.committed_files)
             for t, n in sm.errors.items():
@@ -76,7 +79,7 @@ class _ComponentCollector(Collector):
                 dropped.add_metric([f"processor:{name}", r], n)
             for q, us in st["latency_us"].items():
                 latency.add_metric([name, q], us / 1e6)
-        yield from (received, errors, dropped, quarantined, gaps, state, committed, files, buf_rows, buf_bytes,
+        yield from (received, errors, dropped, quarantined, gaps, state, committed, files, buf_rows, buf_bytes, sink_events,
                     scored, skipped, events, latency)
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ class SinkMetrics:
         self.committed_files = 0
         self.errors: dict[str, int] = {}
         self.dropped: dict[str, int] = {}
+        self.extra: Callable[[], dict[str, int]] = dict  # sink-specific counters (exported as axedge_sink_events_total)
 
     def count_committed(self, rows: int, files: int = 0) -> None:
         self.committed_rows += rows

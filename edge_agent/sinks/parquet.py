@@ -9,6 +9,8 @@ watermarks so the runtime drops already-committed batches from the buffer after 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -16,8 +18,21 @@ import pyarrow as pa
 from pydantic import ByteSize, Field
 
 from edge_agent import __version__
+from dataset_builder.format import DatasetError as _WriterError
 from edge_agent.config.base import ComponentId, StrictModel
+from edge_agent.errors import DatasetError, SinkUnavailable
 from edge_agent.sinks.base import Sink, SinkContext
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """dataset_builder does not import edge_agent: translate its errors once, here."""
+    try:
+        yield
+    except _WriterError as exc:
+        cls = SinkUnavailable if exc.transient else DatasetError
+        hint = exc.hint if not exc.path else f"{exc.hint or 'check the path'} ({exc.path})"
+        raise cls(exc.message, hint=hint) from exc
 
 
 class ParquetSinkConfig(StrictModel):
@@ -60,8 +75,20 @@ class ParquetSink(Sink):
                 "sink": self.ctx.sink_id,
             },
         )
-        self._watermarks = dict(await asyncio.to_thread(self._writer.open))
+        with _translated():
+            self._watermarks = dict(await asyncio.to_thread(self._writer.open))
+        rec = {k: v for k, v in (self._writer.recovery or {}).items() if v}
+        if rec:
+            self.ctx.log.warning("dataset recovered after an unclean stop", extra={"path": str(self.root), **rec})
+        self.ctx.metrics.extra = self._writer_stats
         return dict(self._watermarks)
+
+    def _writer_stats(self) -> dict[str, int]:
+        st = self._writer.stats if self._writer is not None else None
+        if st is None:
+            return {}
+        return {k: int(getattr(st, k)) for k in ("unknown_signal_rows", "skipped_rows", "aborted_rows",
+                                                  "quarantined_files", "rolled_forward_files", "torn_manifest_tails")}
 
     def _sync_catalog(self) -> None:
         cat = self.ctx.catalog
@@ -73,7 +100,8 @@ class ParquetSink(Sink):
         if seq <= self._watermarks.get(buffer_id, -1):
             return  # committed before a restart: replay is idempotent
         self._sync_catalog()
-        await asyncio.to_thread(self._writer.write, buffer_id, seq, batch)
+        with _translated():
+            await asyncio.to_thread(self._writer.write, buffer_id, seq, batch)
         self._pending_rows += batch.num_rows
 
     def commit_due(self) -> bool:
@@ -84,7 +112,8 @@ class ParquetSink(Sink):
 
     async def commit(self) -> None:
         self._sync_catalog()
-        info = await asyncio.to_thread(self._writer.commit)
+        with _translated():
+            info = await asyncio.to_thread(self._writer.commit)
         if info:
             for bid, rng in (info.get("buffers") or {}).items():
                 self._watermarks[bid] = max(self._watermarks.get(bid, -1), int(rng[1]))
@@ -94,13 +123,17 @@ class ParquetSink(Sink):
 
     async def abort(self) -> None:
         if self._writer is not None:
-            await asyncio.to_thread(self._writer.abort)
+            with _translated():
+                await asyncio.to_thread(self._writer.abort)
         self._pending_rows = 0
 
     async def aclose(self) -> None:
         if self._writer is not None:
-            await asyncio.to_thread(self._writer.close)
-            self._writer = None
+            try:
+                with _translated():
+                    await asyncio.to_thread(self._writer.close)
+            finally:
+                self._writer = None
 
 
 def build(config: ParquetSinkConfig, ctx: SinkContext) -> Sink:
