@@ -128,9 +128,12 @@ class Bundle:
         if n >= w:
             ok = valid_windows(frame.times_ns, frame.values, w, self.period_ns)
             idx = np.nonzero(ok)[0]
-            sc, co = self.run(windows(frame.values, w)[idx])
-            score[idx + w - 1] = sc
-            contrib[idx + w - 1] = co
+            view = windows(frame.values, w)
+            for s in range(0, len(idx), 65536):  # bounded memory: windows are copied per slice
+                part = idx[s : s + 65536]
+                sc, co = self.run(view[part])
+                score[part + w - 1] = sc
+                contrib[part + w - 1] = co
         cols = {
             "time": pa.array(frame.times_ns, pa.int64()).cast(pa.timestamp("ns", tz="UTC")),
             "score": pa.array(score, mask=np.isnan(score)),

@@ -54,6 +54,7 @@ def inject(rows: np.ndarray, j: int, fault: str, sigma: float, rng: np.random.Ge
 def synthetic_detection(det: Detector, holdout: np.ndarray, threshold: float, *, seed: int = 0, max_signals: int = 8) -> dict[str, float]:
     """Mean detection rate (fraction of windows over ``threshold``) per synthetic fault type."""
     rng = np.random.default_rng(seed)
+    holdout = holdout[:20_000]  # bounded cost on long tables
     s = holdout.shape[1]
     cols = rng.choice(s, size=min(s, max_signals), replace=False)
     sigma = holdout.std(axis=0)
@@ -78,6 +79,7 @@ def train(
     validation_fraction: float = 0.2,
     units: dict[str, str | None] | None = None,
     seed: int = 0,
+    max_fit_windows: int = 200_000,
     **detector_opts: Any,
 ) -> Bundle:
     """Train an anomaly model on normal operation; see the module docstring for the rules."""
@@ -100,12 +102,16 @@ def train(
     fit_idx = np.nonzero(ok & (ends < split))[0]
     if len(fit_idx) < MIN_FIT_WINDOWS:
         raise TrainingDataError(f"only {len(fit_idx)} complete windows in the fitting split (NaN gaps?); need {MIN_FIT_WINDOWS}")
+    if len(fit_idx) > max_fit_windows:  # bounded memory: an evenly spaced subsample of the windows
+        fit_idx = fit_idx[np.linspace(0, len(fit_idx) - 1, max_fit_windows).astype(np.int64)]
     all_w = windows(vals, window)
     x_fit = np.ascontiguousarray(all_w[fit_idx])
     fit_rows = vals[:split][~np.isnan(vals[:split]).any(axis=1)]
     hold = vals[split:]
     hold = hold[~np.isnan(hold).any(axis=1)]
     hold_idx = np.nonzero(ok & (ends - window + 1 >= split))[0]
+    if len(hold_idx) > max_fit_windows:
+        hold_idx = hold_idx[np.linspace(0, len(hold_idx) - 1, max_fit_windows).astype(np.int64)]
     x_hold = np.ascontiguousarray(all_w[hold_idx])
     if len(x_hold) < 2:
         raise TrainingDataError("the held-out validation split has no complete window")

@@ -106,3 +106,9 @@ def test_corrupt_or_incomplete_bundles_are_refused(tep_bundle, tmp_path):
 def test_too_little_data_is_a_training_error(tep_train):
     with pytest.raises(TrainingDataError, match="too few rows"):
         models.train(tep_train.iloc[:15])
+
+
+def test_long_tables_are_fitted_on_a_bounded_subsample(tep_train):
+    b = models.train(tep_train, kind="pca", window=2, max_fit_windows=100)
+    assert b.meta["validation"]["fit_windows"] == 100
+    assert b.meta["validation"]["holdout_windows"] == 99  # 100 held-out rows, window 2
