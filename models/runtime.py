@@ -89,6 +89,25 @@ class ScorerStats:
     inference_secs: float = 0.0
     latencies_us: deque = field(default_factory=lambda: deque(maxlen=4096))  # per-window, recent
 
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-friendly copy for metrics and health endpoints."""
+        return {
+            "samples_in": self.samples_in,
+            "samples_late": self.samples_late,
+            "windows_enqueued": self.windows_enqueued,
+            "windows_scored": self.windows_scored,
+            "windows_skipped": dict(self.windows_skipped),
+            "windows_dropped": dict(self.windows_dropped),
+            "anomalous_windows": self.anomalous_windows,
+            "events": self.events,
+            "errors": dict(self.errors),
+            "reloads": self.reloads,
+            "reload_failures": self.reload_failures,
+            "inference_batches": self.inference_batches,
+            "inference_secs": self.inference_secs,
+            "latency_us_per_window": self.latency_quantiles_us(),
+        }
+
     def latency_quantiles_us(self) -> dict[str, float]:
         if not self.latencies_us:
             return {}

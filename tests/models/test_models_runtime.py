@@ -1,5 +1,6 @@
 """The edge scorer on a live stream of sample chunks (TEP runs replayed as chunks)."""
 
+import json
 import shutil
 
 import numpy as np
@@ -70,6 +71,10 @@ async def test_stream_scores_match_offline_scores_and_fault_makes_one_event(mode
     assert big.start_ns <= T0 + 180 * PERIOD and big.windows > 150
     assert big.peak_score > big.threshold and big.top_signals[0][1] > 0
     assert scorer.stats.windows_scored == len(live) and scorer.stats.events >= len(events)
+    snap = scorer.stats.snapshot()
+    assert snap["windows_scored"] == len(live) and snap["anomalous_windows"] > 150
+    assert 0 < snap["latency_us_per_window"]["p50"] <= snap["latency_us_per_window"]["p99"]
+    json.dumps(snap)  # metrics / health endpoints serialise it
 
 
 async def test_stale_missing_and_bad_inputs_give_no_score_and_counted_reasons(model_dir, cat):
