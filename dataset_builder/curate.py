@@ -345,6 +345,10 @@ def _read(raw: Path, task: Task, lo: int, hi: int) -> pa.Table:
         if not files or (date == prev and lo >= _day_start(task.date)):
             continue
         dset = ds.dataset(files, format="parquet")
+        day0 = _day_start(date)
+        if lo <= day0 and hi >= day0 + US_PER_DAY:  # the whole day: no filter to evaluate
+            tables.append(dset.to_table(columns=cols))
+            continue
         flt = (ds.field("time") >= pa.scalar(lo, TS_US_UTC)) & (ds.field("time") < pa.scalar(hi, TS_US_UTC))
         tables.append(dset.to_table(columns=cols, filter=flt))
     if not tables:
