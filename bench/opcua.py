@@ -49,7 +49,7 @@ async def run_bare(endpoint: str, n: int, warmup: float, secs: float) -> dict:
             nonlocal count
             count += 1
 
-    async with Client(endpoint, timeout=30) as client:
+    async with Client(endpoint, timeout=30, watchdog_intervall=30) as client:  # same keep-alive as the agent run
         ns = await client.get_namespace_index(NS_SIM)
         nodes = [client.get_node(f"ns={ns};s=Bulk.Node{k}") for k in range(n)]
         sub = await client.create_subscription(PUBLISH_MS, Handler())

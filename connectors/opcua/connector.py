@@ -115,7 +115,8 @@ class _OpcUaUnit(Connector):
         """New session; resolve nodes by namespace URI and browse path; read metadata; register signals."""
         await self.aclose()
         cfg = self.config
-        client = Client(cfg.endpoint, timeout=cfg.request_timeout_secs, watchdog_intervall=2.0)
+        # keep-alive probe (a Read of ServerState) every request_timeout_secs, failing after as long
+        client = Client(cfg.endpoint, timeout=cfg.request_timeout_secs, watchdog_intervall=cfg.request_timeout_secs)
         self._lost = asyncio.Event()
         self._lost_reason = ""
         await configure(client, cfg, self.ctx.state_dir)
