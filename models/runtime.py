@@ -83,6 +83,7 @@ class ScorerStats:
     anomalous_windows: int = 0
     events: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    results_dropped: dict[str, int] = field(default_factory=dict)  # undrained scores / events
     reloads: int = 0
     reload_failures: int = 0
     inference_batches: int = 0
@@ -101,6 +102,7 @@ class ScorerStats:
             "anomalous_windows": self.anomalous_windows,
             "events": self.events,
             "errors": dict(self.errors),
+            "results_dropped": dict(self.results_dropped),
             "reloads": self.reloads,
             "reload_failures": self.reload_failures,
             "inference_batches": self.inference_batches,
@@ -156,7 +158,7 @@ class EdgeScorer:
         max_queue_batches: int = 64,
         max_age_periods: float = 3.0,
         lateness_periods: float = 1.0,
-        max_pending_scores: int = 100_000,
+        max_pending_score_batches: int = 10_000,
         max_pending_events: int = 1_000,
         top_k: int = 3,
     ) -> None:
@@ -168,7 +170,8 @@ class EdgeScorer:
         self.stats = ScorerStats()
         self.last_reload_error: str | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue_batches)
-        self._scores: deque = deque(maxlen=max_pending_scores)
+        # results wait here for drain_*(); when nobody drains, the oldest go (counted)
+        self._scores: deque = deque(maxlen=max_pending_score_batches)
         self._events: deque = deque(maxlen=max_pending_events)
         self._lock = threading.Lock()
         self._model: _Model | None = None
@@ -187,12 +190,13 @@ class EdgeScorer:
     def close(self, timeout_secs: float = 5.0) -> list[AnomalyEvent]:
         """Score what is queued, stop the worker, close an open event; returns the last events."""
         if self._worker is not None:
-            self._queue.put(None)
-            self._worker.join(timeout_secs)
+            if self._worker.is_alive():  # a failed worker has already stopped
+                self._queue.put(None, timeout=timeout_secs)
+                self._worker.join(timeout_secs)
             self._worker = None
         with self._lock:
             if self._open is not None:
-                self._events.append(self._close_event())
+                self._emit(self._close_event())
         return self.drain_events()
 
     @property
@@ -366,6 +370,8 @@ class EdgeScorer:
             alarm = score > m.threshold
             st.anomalous_windows += int(alarm.sum())
             with self._lock:
+                if len(self._scores) == self._scores.maxlen:
+                    st.results_dropped["scores"] = st.results_dropped.get("scores", 0) + len(self._scores[0][1])
                 self._scores.append((m.name, times, score, alarm))
                 self._track(m, times, score, contrib, alarm)
 
@@ -374,7 +380,7 @@ class EdgeScorer:
             if alarm[i]:
                 if self._open is None or self._open["model"] is not m:
                     if self._open is not None:
-                        self._events.append(self._close_event())
+                        self._emit(self._close_event())
                     self._open = {"model": m, "start": int(times[i]), "end": int(times[i]), "peak": float(score[i]),
                                   "peak_t": int(times[i]), "n": 0, "contrib": np.zeros(contrib.shape[1])}
                 ev = self._open
@@ -384,7 +390,12 @@ class EdgeScorer:
                 if score[i] > ev["peak"]:
                     ev["peak"], ev["peak_t"] = float(score[i]), int(times[i])
             elif self._open is not None:
-                self._events.append(self._close_event())
+                self._emit(self._close_event())
+
+    def _emit(self, event: AnomalyEvent) -> None:
+        if len(self._events) == self._events.maxlen:
+            self.stats.results_dropped["events"] = self.stats.results_dropped.get("events", 0) + 1
+        self._events.append(event)
 
     def _close_event(self) -> AnomalyEvent:
         ev, self._open = self._open, None

@@ -212,7 +212,7 @@ def test_inference_failure_is_counted_and_raised_on_the_event_loop(model_dir, ca
     with pytest.raises(ModelError, match="inference failed in the worker: .*out of memory"):
         scorer.process(next(feed))
     assert scorer.stats.errors == {"RuntimeError": 1}
-    scorer.close()
+    scorer.close(timeout_secs=1)  # returns although nobody drains the queue any more
 
 
 async def test_current_event_shows_an_anomaly_in_progress(model_dir, cat):
@@ -227,3 +227,18 @@ async def test_current_event_shows_an_anomaly_in_progress(model_dir, cat):
     assert ev.peak_score > ev.threshold and len(ev.top_signals) == 3
     closed = scorer.close()
     assert closed and closed[-1].start_ns == ev.start_ns and scorer.current_event() is None
+
+
+def test_undrained_scores_are_dropped_oldest_first_and_counted(model_dir, cat):
+    df = tep_frame("d00_te", slice(0, 60))
+    scorer = EdgeScorer(model_dir, cat, max_queue_batches=QUEUE, max_pending_score_batches=10)
+    scorer.start()
+    for c in chunks(df, cat):  # one window per chunk: 56 score batches, room for 10
+        scorer.process(c)
+    assert scorer.wait_idle()
+    scorer.close()
+    kept = scorer.drain_scores()
+    assert kept.num_rows == 10
+    assert scorer.stats.results_dropped == {"scores": 46}
+    k = (kept.column("time").cast("int64").to_numpy() - T0) // PERIOD
+    np.testing.assert_array_equal(k, np.arange(49, 59))  # the newest survive
