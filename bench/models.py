@@ -11,6 +11,11 @@ prints JSON:
   one at a time (a poll loop) or 50 at a time (a core batch): windows/s, samples/s and the
   event-loop cost of each ``process()`` call.
 
+* ``agent``: the agent collecting (synthetic connector at maximum speed, ``--agent-rows`` rows of
+  52 sine signals, memory buffer, raw Parquet sink) without and with the edge scorer fed every
+  chunk the connector hands to the core: samples/s both ways and the scorer's windows/s. Until the
+  runtime has its processor hook, the bench feeds the scorer from ``Agent._send``.
+
 The training data is synthetic (correlated sensors), so the benchmark runs anywhere.
 """
 
@@ -57,6 +62,69 @@ def _concat(chunks):
     )
 
 
+AGENT_CONFIG = """\
+agent: {{id: bench, data_dir: {root}/data, state_dir: {root}/state, log_level: warning, http: {{enabled: false}}}}
+core:
+  batch: {{max_rows: 100000, max_age_secs: 0.5}}
+buffer: {{kind: memory, max_bytes: 256MiB}}
+sinks:
+  - {{id: raw, type: parquet, max_file_age_secs: 30}}
+connectors:
+  - id: synth
+    type: synthetic
+    asset: bench/area/line
+    rate_hz: 100
+    chunk_secs: 1.0
+    max_speed: true
+    max_rows: {rows}
+    bulk: {{count: 52, name_prefix: s, waveform: sine}}
+"""
+
+
+def agent_run(bundle_dir: str | None, rows: int) -> dict:
+    """One agent run; with ``bundle_dir`` an edge scorer sees every chunk the connector sends."""
+    import asyncio
+    import tempfile
+
+    from edge_agent.config import load_config_text
+    from edge_agent.runtime.agent import Agent
+    from models.runtime import EdgeScorer
+
+    class ScoringAgent(Agent):
+        scorer: EdgeScorer | None = None
+
+        async def _send(self, chunk) -> bool:
+            if bundle_dir is not None:
+                if self.scorer is None:
+                    self.scorer = EdgeScorer(bundle_dir, self.catalog, max_queue_batches=256)
+                    self.scorer.start()
+                self.scorer.process(chunk)
+            return await super()._send(chunk)
+
+    with tempfile.TemporaryDirectory() as root:
+        agent = ScoringAgent(load_config_text(AGENT_CONFIG.format(root=root, rows=rows)))
+
+        async def run() -> tuple[float, object]:
+            task = asyncio.create_task(agent.run())
+            await agent.started.wait()
+            t0 = time.perf_counter()
+            while agent.metrics.total_received() < rows and not task.done():
+                await asyncio.sleep(0.02)
+            secs = time.perf_counter() - t0
+            agent.request_stop()
+            return secs, await task
+
+        secs, res = asyncio.run(run())
+    out = {"rows_committed": res.committed, "ingest_secs": round(secs, 2), "samples_per_sec": round(res.received / secs)}
+    if agent.scorer is not None:
+        agent.scorer.wait_idle(60)
+        agent.scorer.close()
+        st = agent.scorer.stats
+        out.update(windows_scored=st.windows_scored, windows_dropped=st.windows_dropped,
+                   windows_skipped=st.windows_skipped, windows_per_sec=round(st.windows_scored / secs))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kind", default="auto")
@@ -64,6 +132,7 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=5)
     ap.add_argument("--calls", type=int, default=5000)
     ap.add_argument("--stream-periods", type=int, default=20000)
+    ap.add_argument("--agent-rows", type=int, default=2_000_000)
     args = ap.parse_args()
 
     import onnxruntime as ort
@@ -147,6 +216,14 @@ def main() -> None:
                 "worker_latency_per_window": {k: round(v, 1) for k, v in st.latency_quantiles_us().items()},
             }
 
+    # the agent: the model's inputs are the synthetic connector's 52 signals at 100 Hz
+    agent_df = synthetic(3000, 52)
+    agent_df.columns = ["time", *[f"s{j}" for j in range(52)]]
+    agent_df["time"] = pd.date_range("2024-01-01", periods=len(agent_df), freq="10ms", tz="UTC")
+    with tempfile.TemporaryDirectory() as d:
+        models.train(agent_df, kind=bundle.kind, window=args.window).save(d)
+        agent = {"without_scorer": agent_run(None, args.agent_rows), "with_scorer": agent_run(d, args.agent_rows)}
+
     print(
         json.dumps(
             {
@@ -156,6 +233,7 @@ def main() -> None:
                 "single_window": {"calls": args.calls, "bundle_run": quantiles_us(lat_bundle), "bare_onnxruntime": quantiles_us(lat_bare)},
                 "batched": {"batch": len(batch), "windows_per_sec": round(batched_wps)},
                 "edge_scorer": streaming,
+                "agent": agent,
             },
             indent=2,
         )
