@@ -297,6 +297,8 @@ def build_partition(raw_root: str, out_root: str, task: Task, spec: BuildSpec) -
                 tu = ts[usable & in_rng]
                 if tu.shape[0]:
                     issues["time_min"], issues["time_max"] = int(tu.min()), int(tu.max())
+                if tu.shape[0] > 1:
+                    issues["interval_us"] = int(np.median(np.diff(tu)))
         else:
             grid_v = np.full(n_all, None, object) if sig.text else np.full(n_all, np.nan)
             state = np.full(n_all, MISSING, np.int8)

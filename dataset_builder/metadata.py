@@ -71,7 +71,7 @@ def signal_entries(catalog_rows: list[dict], plans: dict[str, list], merged: dic
             out.append({
                 "key": s.key, "name": s.name, "column": s.column, "asset": r["asset"], "asset_partition": part,
                 **units.describe(r.get("unit")), "dtype": r.get("dtype"), "aggregation": s.agg,
-                "sampling": {"period": period}, "address": r.get("address"), "connector": r.get("connector"),
+                "sampling": {"period": period, "raw_interval_s": merged[s.key].get("raw_interval_s")}, "address": r.get("address"), "connector": r.get("connector"),
                 "semantic_id": r.get("semantic_id"), "description": r.get("description"),
                 "eclass": extra.get("eclass"), "stats": merged[s.key],
             })

@@ -50,6 +50,9 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
     out["longest_gap_rows"] = max((int(p.get("longest_gap_rows", 0)) for p in parts), default=0)
     tmins = [p["time_min"] for p in parts if p.get("time_min") is not None]
     tmaxs = [p["time_max"] for p in parts if p.get("time_max") is not None]
+    intervals = [p["interval_us"] for p in parts if p.get("interval_us") is not None]
+    # median of the partitions' median sampling intervals (exact for regular sampling)
+    out["raw_interval_s"] = float(np.median(intervals)) / 1e6 if intervals else None
     out["time_min"] = min(tmins) if tmins else None
     out["time_max"] = max(tmaxs) if tmaxs else None
     if any("n" in p for p in parts):

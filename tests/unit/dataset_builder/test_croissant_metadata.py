@@ -84,6 +84,8 @@ def test_dataset_json_has_units_semantics_provenance_and_checksums(curated):
     assert sig["strokes"]["aggregation"] == "last" and sig["power"]["aggregation"] == "mean"
     assert sig["temperature"]["address"] == "ns=2;s=temperature"
     assert sig["power"]["stats"]["count"] == 180 and sig["power"]["stats"]["filled"] == 0
+    assert sig["power"]["sampling"] == {"period": "5s", "raw_interval_s": 2.0}
+    assert sig["temperature"]["sampling"]["raw_interval_s"] == 1.0
     prov = doc["provenance"]
     assert prov["source"]["producers"] == [{"gateway": "gw-7", "axedge_version": "0.1.0", "config_hash": "abc123"}]
     for f in prov["source"]["files"]:

@@ -82,3 +82,9 @@ def test_hugging_face_datasets(out, tmp_path):
     np.testing.assert_allclose(got["temperature"].to_numpy(), want["temperature"].to_numpy())
     train = d.filter(lambda r: r["split"] == "train")
     assert 0 < train.num_rows < d.num_rows
+
+
+def test_hugging_face_loads_the_directory_through_the_card_configs(out, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    d = datasets.load_dataset(str(out), "acme.plant1.line2.oven", cache_dir=str(tmp_path / "hf"))["rows"]
+    assert d.num_rows == 720 and "temperature__state" in d.column_names
