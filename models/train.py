@@ -96,7 +96,10 @@ def train(
     n = len(vals)
     split = int(round(n * (1 - validation_fraction)))
     if split - window + 1 < MIN_FIT_WINDOWS or n - split < window + 1:
-        raise TrainingDataError(f"too few rows to train: {n} rows for window {window} (need at least {MIN_FIT_WINDOWS + window + window * 3})")
+        raise TrainingDataError(
+            f"too few rows to train: {n} rows; window {window} needs {MIN_FIT_WINDOWS + window - 1} rows in the "
+            f"fitting split (first {1 - validation_fraction:.0%}) and {window + 1} held out"
+        )
     ok = valid_windows(frame.times_ns, vals, window, period)
     ends = np.arange(len(ok)) + window - 1
     fit_idx = np.nonzero(ok & (ends < split))[0]
