@@ -16,7 +16,6 @@ a row with its bad status, never a dropped batch. Nothing is ever written to the
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -38,8 +37,6 @@ from connectors.opcua.security import configure, translate
 from edge_agent.core.chunk import SampleChunk
 from edge_agent.errors import NotConnected, ProtocolError
 from edge_agent.signals import DataType, SignalSpec
-
-log = logging.getLogger("axedge.connector.opcua")
 
 BAD_NODE_ID_UNKNOWN = ua.StatusCodes.BadNodeIdUnknown
 _MAX_NODES_PER_READ = ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead
@@ -131,8 +128,9 @@ class _OpcUaUnit(Connector):
         resolved = await self._req(
             resolve_nodes(session, cfg.nodes, cfg.namespaces, cfg.numeric_namespace is NumericNamespace.allow), "resolve nodes"
         )
-        for p in resolved.problems:
-            log.warning("opcua node not resolved", extra={"connector": self.name, "problem": p})
+        if resolved.problems:  # one line per session, not one per node
+            self.ctx.log.warning("opcua nodes not resolved", extra={
+                "connector": self.name, "count": len(resolved.problems), "first": resolved.problems[:3]})
         self._node_ids = resolved.node_ids
         self.namespaces = resolved.namespaces
         found = [i for i, nid in enumerate(self._node_ids) if nid is not None]
@@ -202,7 +200,7 @@ class _OpcUaUnit(Connector):
             await asyncio.wait_for(client.disconnect(), 3.0)
         except (OSError, ConnectionError, TimeoutError, asyncio.TimeoutError, ua.UaError) as exc:
             # the session is gone anyway (server restarted / socket dead); closing it is best effort
-            log.debug("opcua disconnect failed", extra={"connector": self.name, "error": repr(exc)})
+            self.ctx.log.debug("opcua disconnect failed", extra={"connector": self.name, "error": repr(exc)})
 
 
 class OpcUaSubscriptionConnector(_OpcUaUnit):
@@ -247,8 +245,9 @@ class OpcUaSubscriptionConnector(_OpcUaUnit):
                 if not r.StatusCode.is_good():
                     failed_sid.append(int(self._sid[i]))
                     failed_q.append(r.StatusCode.value)
-                    log.warning("opcua monitored item rejected",
-                                extra={"connector": self.name, "node": cfg.nodes[i].name, "status": r.StatusCode.name})
+        if failed_sid:
+            self.ctx.log.warning("opcua monitored items rejected", extra={
+                "connector": self.name, "count": len(failed_sid), "first_status": ua.StatusCode(failed_q[0]).name})
         missing = self._missing()
         if missing.size:
             await self.ctx.emit_gap(missing, BAD_NODE_ID_UNKNOWN)

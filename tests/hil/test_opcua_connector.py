@@ -288,3 +288,25 @@ async def test_absolute_deadband_per_node(sim, tmp_path):
     rows = by_name(ctx, await collect_subscription(unit, ch, 2.0))
     assert len(rows["hours_all"]) >= 8
     assert len(rows["hours_deadband"]) == 1  # the initial value only: it moves far less than 1 h
+
+
+def test_discovery_over_sign_and_encrypt_with_username(sim, tmp_path, monkeypatch, capsys):
+    from connectors.opcua.discover import main as discover
+    from edge_agent.config import load_config
+
+    monkeypatch.setenv("MILL_PW", "s3cret-pw")
+    out = tmp_path / "secure.yaml"
+    fp = sim.info["server_fingerprint_sha256"]
+    rc = discover([sim.endpoint, "--out", str(out), "--root", "Objects/Machines", "--security", "SignAndEncrypt",
+                   "--policy", "Aes128_Sha256_RsaOaep", "--server-fingerprint", fp, "--username", "operator",
+                   "--password-env", "MILL_PW", "--state-dir", str(tmp_path / "state")])
+    assert rc == 0
+    text = out.read_text()
+    assert "s3cret-pw" not in text and "${env:MILL_PW}" in text and "s3cret-pw" not in capsys.readouterr().err
+    [section] = load_config(out).connectors
+    assert section.security.mode.value == "SignAndEncrypt" and section.security.server_fingerprint_sha256 == fp
+    assert section.identity.username == "operator" and section.identity.password.get_secret_value() == "s3cret-pw"
+    monkeypatch.setenv("MILL_PW", "wrong")
+    rc = discover([sim.endpoint, "--out", str(tmp_path / "x.yaml"), "--security", "SignAndEncrypt", "--server-fingerprint", fp,
+                   "--username", "operator", "--password-env", "MILL_PW", "--state-dir", str(tmp_path / "state")])
+    assert rc == 1 and "identity rejected" in capsys.readouterr().err
