@@ -34,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="aggregation per signal name/key glob: last first mean min max sum (repeatable)")
     b.add_argument("--cycles", metavar="SIGNAL[:counter|state[:V1,V2]]",
                    help="segment cycles on this signal (counter, or state with active values)")
+    b.add_argument("--max-cycle", default="1h", help="longest cycle followed across a day's edge (default 1h)")
     b.add_argument("--events", action="append", default=[], type=Path, help="ground-truth events (JSON lines)")
     b.add_argument("--labels", action="append", default=[], type=Path, help="user labels (JSON lines or CSV)")
     b.add_argument("--split", default="0.7,0.15,0.15", help="train,validation,test fractions by time")
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             fractions = tuple(float(x) for x in args.split.split(","))
             res = build(args.raw, args.out, assets=args.assets, period=args.period, start=args.start, end=args.end,
                         fill_limit=args.fill_limit, aggregations=aggs, cycles=_cycles(args.cycles),
+                        max_cycle=args.max_cycle,
                         events=args.events, labels=args.labels, split_fractions=fractions, embargo=args.embargo,
                         engine=args.engine, workers=args.workers, overwrite=args.overwrite, license=args.license,
                         description=args.description)

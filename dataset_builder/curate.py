@@ -108,6 +108,8 @@ class BuildSpec:
     cycles: CycleSpec | None
     events: list[dict[str, Any]] = field(default_factory=list)
     compression: str = "zstd"
+    #: with cycles: periods read before and after the day, so cycles crossing midnight are whole
+    cycle_window_periods: int = 0
 
 
 @dataclass(frozen=True)
@@ -216,24 +218,29 @@ def build_partition(raw_root: str, out_root: str, task: Task, spec: BuildSpec) -
                                "issues": {"unknown_signal_rows": 0, "rows_outside_range": 0}, "outages": []}
     if hi <= lo:
         return summary
-    look = (lo // P - L) * P
-    table = _read(raw, task, look, hi)
+    W = spec.cycle_window_periods if spec.cycles is not None else 0
+    B = max(L, W)  # look-back rows: forward fill, and cycles that started before the day
+    look = (lo // P - B) * P
+    ahead = hi + W * P if spec.end_us is None else min(hi + W * P, spec.end_us)
+    table = _read(raw, task, look, ahead)
     key_index = {s.key: i for i, s in enumerate(task.signals)}
     sidx = _signal_index(table.column("signal"), key_index)
     t = pc.cast(table.column("time"), pa.int64()).to_numpy()
     unknown = sidx < 0
-    summary["issues"]["unknown_signal_rows"] = int(np.count_nonzero(unknown & (t >= lo)))
+    summary["issues"]["unknown_signal_rows"] = int(np.count_nonzero(unknown & (t >= lo) & (t < hi)))
     in_day = (t >= lo) & (t < hi) & ~unknown
     if not in_day.any():
         return summary
     g0 = int(t[in_day].min()) // P * P
     g_last = int(t[in_day].max()) // P * P
     G = (g_last - g0) // P + 1
-    start = g0 - L * P  # the grid with its look-back rows
-    n_all = G + L
+    # look-ahead rows (cycles running past the day's end), up to the last sample read
+    A = max(0, min(W, (int(t[~unknown].max()) // P * P - g_last) // P)) if W else 0
+    start = g0 - B * P  # the grid with its look-back and look-ahead rows
+    n_all = B + G + A
     times = g0 + P * np.arange(G, dtype=np.int64)
 
-    keep = ~unknown & (t >= start) & (t < g0 + G * P)
+    keep = ~unknown & (t >= start) & (t < start + n_all * P)
     table = table.filter(pa.array(keep))
     sidx, t = sidx[keep], t[keep]
     values = table.column("value").to_numpy(zero_copy_only=False).astype(np.float64)  # null -> nan
@@ -303,7 +310,11 @@ def build_partition(raw_root: str, out_root: str, task: Task, spec: BuildSpec) -
             grid_v = np.full(n_all, None, object) if sig.text else np.full(n_all, np.nan)
             state = np.full(n_all, MISSING, np.int8)
         _fill(grid_v, state, L, sig.text)
-        grid_v, state = grid_v[L:], state[L:]
+        if not sig.text:
+            feature_cols[sig.column] = (grid_v, state <= FILLED)
+        if spec.cycles is not None and spec.cycles.signal in (sig.name, sig.key):
+            cycle_vals = (grid_v, state <= FILLED)
+        grid_v, state = grid_v[B:B + G], state[B:B + G]
         row_missing &= state >= MISSING
         part = stats_mod.partial(None if sig.text else grid_v, state)
         part.update({k: v for k, v in issues.items() if k not in part})
@@ -312,18 +323,20 @@ def build_partition(raw_root: str, out_root: str, task: Task, spec: BuildSpec) -
             columns[sig.column] = pa.array(grid_v, pa.string())
         else:
             columns[sig.column] = pa.array(grid_v, pa.float64(), mask=np.isnan(grid_v))
-            feature_cols[sig.column] = (grid_v, state <= FILLED)
         columns[sig.column + "__state"] = pa.array(state, pa.int8())
-        if spec.cycles is not None and spec.cycles.signal in (sig.name, sig.key):
-            cycle_vals = (grid_v, state <= FILLED)
 
     events = for_asset(spec.events, task.asset, task.asset_path, {s.name for s in task.signals})
     columns["label"] = label_rows(times, P, events)
     columns["split"] = spec.splits.assign(times)
     cycles_table = None
     if cycle_vals is not None:
-        cycles_table, cycle_of = segment(times, P, spec.cycles, cycle_vals[0], cycle_vals[1], feature_cols,
+        # segment the whole window; keep the cycles that start on this partition's rows
+        t_all = start + P * np.arange(n_all, dtype=np.int64)
+        cycles_table, cycle_of = segment(t_all, P, spec.cycles, cycle_vals[0], cycle_vals[1], feature_cols,
                                          events, spec.splits.of_range)
+        first = pc.cast(cycles_table.column("cycle_start"), pa.int64())
+        cycles_table = cycles_table.filter(pc.and_(pc.greater_equal(first, g0), pc.less_equal(first, g_last)))
+        cycle_of = cycle_of[B:B + G]
         columns["cycle_start"] = pa.array(cycle_of, pa.int64(), mask=cycle_of < 0).cast(TS_US_UTC)
     curated = pa.table(columns)
     summary["outages"] = _outages(times, P, row_missing)
@@ -338,13 +351,13 @@ def build_partition(raw_root: str, out_root: str, task: Task, spec: BuildSpec) -
 
 
 def _read(raw: Path, task: Task, lo: int, hi: int) -> pa.Table:
-    """Rows of the partition's day, plus those of the previous day at or after ``lo``."""
+    """Rows of the asset in ``[lo, hi)``: the partition's day and the edges of its neighbours."""
     cols = ["time", "signal", "value", "value_text", "quality", "receive_time"]
-    prev = (dt.date.fromisoformat(task.date) - dt.timedelta(days=1)).isoformat()
     tables = []
-    for date in (prev, task.date):
+    for k in range(lo // US_PER_DAY, -(-hi // US_PER_DAY)):
+        date = (dt.date(1970, 1, 1) + dt.timedelta(days=k)).isoformat()
         files = _files(raw, task.asset, date)
-        if not files or (date == prev and lo >= _day_start(task.date)):
+        if not files:
             continue
         dset = ds.dataset(files, format="parquet")
         day0 = _day_start(date)
@@ -354,7 +367,7 @@ def _read(raw: Path, task: Task, lo: int, hi: int) -> pa.Table:
         flt = (ds.field("time") >= pa.scalar(lo, TS_US_UTC)) & (ds.field("time") < pa.scalar(hi, TS_US_UTC))
         tables.append(dset.to_table(columns=cols, filter=flt))
     if not tables:
-        raise DatasetError(f"no raw files for asset {task.asset} on {task.date}", path=str(raw / RAW_DIR))
+        raise DatasetError(f"no raw files for asset {task.asset} around {task.date}", path=str(raw / RAW_DIR))
     return pa.concat_tables(tables, promote_options="permissive")
 
 
@@ -467,6 +480,7 @@ def build(
     labels: list[str | Path] | None = None,
     split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
     embargo: str | None = None,
+    max_cycle: str = "1h",
     engine: str = "local",
     workers: int | None = None,
     overwrite: bool = False,
@@ -476,7 +490,8 @@ def build(
 ) -> BuildResult:
     """Build the curated layer of ``raw_root`` into ``out`` (see the module docstring).
 
-    ``fill_limit`` defaults to 5 periods, ``embargo`` to max(fill limit, 60 periods).
+    ``fill_limit`` defaults to 5 periods, ``embargo`` to max(fill limit, 60 periods). Cycles
+    crossing midnight are whole when they last at most ``max_cycle`` (read across the day edge).
     ``assets`` are asset paths, partition values or globs of either."""
     from dataset_builder import engine as engine_mod
     from dataset_builder import metadata as meta_mod
@@ -528,7 +543,8 @@ def build(
             shutil.rmtree(out / sub)
     out.mkdir(parents=True, exist_ok=True)
     spec = BuildSpec(period_us=P, fill_limit_periods=L, start_us=start_us, end_us=end_us, splits=splits,
-                     cycles=cycles, events=evs, compression=compression)
+                     cycles=cycles, events=evs, compression=compression,
+                     cycle_window_periods=-(-parse_duration_us(max_cycle) // P) if cycles else 0)
     tasks = [Task(asset=a, asset_path=asset_path.get(a, a.replace(".", "/")), date=d, signals=tuple(plans[a]))
              for a, d in parts]
     log.info("event=build_start partitions=%d period_us=%d engine=%s", len(tasks), P, engine)
@@ -543,7 +559,7 @@ def build(
         _write(out, f"{EVENTS_DIR}/events.parquet", events_table(evs), spec, "events")
     build_params = {"period": period, "period_us": P, "fill_limit_periods": L, "from": start, "to": end,
                     "assets": assets, "aggregations": aggregations or {},
-                    "cycles": asdict(cycles) if cycles else None, "engine": engine,
+                    "cycles": asdict(cycles) | {"max_cycle": max_cycle} if cycles else None, "engine": engine,
                     "split": splits.to_dict() | {"fractions": list(split_fractions)},
                     "events": [str(Path(f).name) for f in events or []],
                     "labels": [str(Path(f).name) for f in labels or []]}

@@ -199,3 +199,23 @@ def test_state_cycles_on_text_signal_and_engine_workers_agree(tmp_path):
     for sub in ("curated", "cycles"):
         for p in (tmp_path / "w1" / sub).rglob("*.parquet"):
             assert p.read_bytes() == (tmp_path / "w2" / p.relative_to(tmp_path / "w1")).read_bytes()
+
+
+def test_a_cycle_across_midnight_is_one_whole_cycle_on_the_day_it_started(tmp_path):
+    cat = [record(0, A, "parts", unit="count", dtype="int64"), record(1, A, "force", unit="kN")]
+    secs = np.arange(-95, 95)  # around midnight; a part every 40 s, one from -15 s to +25 s
+    t = DAY0_NS + 86_400 * SEC + secs * SEC
+    counter = (secs + 95) // 40
+    write_raw(tmp_path / "raw", cat, [samples(np.zeros(len(t)), t, counter.astype(float)),
+                                      samples(np.ones(len(t)), t, secs.astype(float))])
+    build(tmp_path / "raw", tmp_path / "out", period="1s", cycles={"signal": "parts"}, embargo="0s", max_cycle="2min")
+    d1 = pq.read_table(tmp_path / "out/cycles/asset=acme.plant1.line1.press/date=2025-11-23/part-0.parquet").to_pandas()
+    d2 = pq.read_table(tmp_path / "out/cycles/asset=acme.plant1.line1.press/date=2025-11-24/part-0.parquet").to_pandas()
+    assert d1["value"].tolist() == ["0", "1", "2"] and d2["value"].tolist() == ["3", "4"]
+    across = d1.iloc[2]
+    assert across["complete"] and across["rows"] == 40 and across["duration_s"] == 40
+    assert across["force__mean"] == pytest.approx(np.arange(-15, 25).mean())
+    assert d1["complete"].tolist() == [False, True, True] and d2["complete"].tolist() == [True, False]
+    rows2 = curated(tmp_path / "out")
+    rows2 = rows2[rows2["time"] >= pd.Timestamp("2025-11-24", tz="UTC")]
+    assert (rows2["cycle_start"].iloc[:25] == pd.Timestamp("2025-11-23T23:59:45Z")).all()
