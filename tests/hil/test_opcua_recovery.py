@@ -60,7 +60,7 @@ def poll_cfg(endpoint, **kw):
 
 
 class Rows:
-    """Drains the channel into (name, value, quality, receive_ns) tuples."""
+    """Drains the channel into (name, value, quality, receive_ns, text) tuples."""
 
     def __init__(self, ctx, ch):
         self.ctx, self.ch, self.rows = ctx, ch, []
@@ -70,7 +70,7 @@ class Rows:
             for k in range(len(c)):
                 ok = c.valid is None or bool(c.valid[k])
                 self.rows.append((self.ctx.catalog.get(int(c.signal_id[k])).spec.name, c.value[k] if ok else None,
-                                  int(c.quality[k]), int(c.receive_time_ns[k])))
+                                  int(c.quality[k]), int(c.receive_time_ns[k]), c.text[k] if c.text is not None else None))
 
     async def wait_for(self, pred, timeout, what):
         t0 = time.monotonic()
@@ -166,10 +166,13 @@ async def test_polling_survives_slow_server_and_restart_with_shifted_namespaces(
         await asyncio.sleep(1.5)
         await unit.connect()  # what the runtime does after a transient error
         await unit.poll()
-        before = unit._node_ids[0].NamespaceIndex
-        await sim.call(sim.sim.restart, 0.2)
+        before, restarts = unit._node_ids[0].NamespaceIndex, sim.sim.restarts
+        await sim.call(sim.sim.inject, "server_restart", duration_secs=0.3)  # the fault: down, then back
         with pytest.raises((NotConnected, ConnectorTimeout)):
             await unit.poll()
+        t0 = time.monotonic()
+        while (sim.sim.restarts == restarts or sim.sim.server is None) and time.monotonic() - t0 < 60:
+            await asyncio.sleep(0.1)
         await unit.connect()
         await unit.poll()
         assert unit._node_ids[0].NamespaceIndex == before + 1
@@ -178,7 +181,7 @@ async def test_polling_survives_slow_server_and_restart_with_shifted_namespaces(
     rows = Rows(ctx, ch)
     rows.pump()
     assert [r for r in rows.rows if r[0] == "override"][-1][1:3] == (100.0, 0)
-    assert any(lb["kind"] == "slow_server" for lb in sim.sim.labels)
+    assert {"slow_server", "server_restart"} <= {lb["kind"] for lb in sim.sim.labels}
 
 
 async def test_missing_endpoint_is_a_clear_security_error(sim, tmp_path):
@@ -188,3 +191,43 @@ async def test_missing_endpoint_is_a_clear_security_error(sim, tmp_path):
     with pytest.raises(SecurityError, match="no endpoint with security Sign/Basic256Sha256") as ei:
         await unit.connect()
     assert "None/None" in str(ei.value)
+
+
+async def test_machining_faults_change_the_physics_and_are_labelled(sim, tmp_path):
+    nodes = [
+        {"name": "vibration", "node_id": SIM + "Monitoring/Spindle/VibrationRMS"},
+        {"name": "flow", "node_id": SIM + "Monitoring/Coolant/Flow"},
+        {"name": "message", "node_id": SIM + "Notification/Messages/LastMessage"},
+    ]
+    ctx, ch = make_ctx(tmp_path)
+    [unit] = build_polling(poll_cfg(sim.endpoint, nodes=nodes), ctx)
+    rows = Rows(ctx, ch)
+
+    async def sample(secs):
+        rows.rows.clear()
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < secs:
+            await unit.poll()
+            await asyncio.sleep(0.1)
+        rows.pump()
+        by = {}
+        for name, value, _q, _t, text in rows.rows:
+            by.setdefault(name, []).append(value if text is None else text)
+        return by
+
+    await unit.connect()
+    try:
+        base = await sample(2.5)  # more than one machining cycle (cycle_secs=2)
+        await sim.call(sim.sim.inject, "bearing_fault", duration_secs=4.0)
+        await sim.call(sim.sim.inject, "coolant_failure", duration_secs=4.0)
+        fault = await sample(2.5)
+    finally:
+        await unit.aclose()
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    assert mean(fault["vibration"]) > mean(base["vibration"]) + 1.5
+    assert mean(base["flow"]) > 10 and mean(fault["flow"]) < 1
+    assert set(base["message"]) == {""} and "E2031 coolant flow low" in set(fault["message"])
+    await asyncio.sleep(2.0)
+    labels = {lb["kind"]: lb for lb in sim.sim.labels}
+    assert labels["coolant_failure"]["signals"] == ["Monitoring/Coolant/Flow", "Monitoring/Coolant/Temperature"]
+    assert labels["bearing_fault"]["end_ns"] - labels["bearing_fault"]["start_ns"] >= 3.9e9
