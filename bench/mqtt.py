@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,8 +160,11 @@ def run(args: argparse.Namespace) -> dict:
                 p.stdin.write("GO\n")
                 p.stdin.flush()
             ts0 = int(time.time() * 1000)
+            outstanding: deque = deque()
             for i in range(n):
-                pub.publish(f"bench/m{i % 10}/s{i % signals}", json.dumps({"value": i * 0.5, "timestamp": ts0 + i}), qos=1)
+                outstanding.append(pub.publish(f"bench/m{i % 10}/s{i % signals}", json.dumps({"value": i * 0.5, "timestamp": ts0 + i}), qos=1))
+                if len(outstanding) > 20_000:  # paho's packet ids are 16-bit: never queue 65,536 at once
+                    outstanding.popleft().wait_for_publish(60)
             b = json.loads(bare.stdout.readline())
             a = json.loads(agent.stdout.readline())
             bare.wait(30)
@@ -179,7 +183,9 @@ def run(args: argparse.Namespace) -> dict:
             pub.publish("spBv1.0/bench/NBIRTH/node1", encode_payload(now, 0, birth), qos=1)
             for i in range(m):
                 ms = [Metric(alias=j, timestamp=now + i, datatype=SpDataType.Double, value=i + j * 0.1) for j in range(k)]
-                pub.publish("spBv1.0/bench/NDATA/node1", encode_payload(now + i, (i + 1) % 256, ms), qos=1)
+                outstanding.append(pub.publish("spBv1.0/bench/NDATA/node1", encode_payload(now + i, (i + 1) % 256, ms), qos=1))
+                if len(outstanding) > 20_000:
+                    outstanding.popleft().wait_for_publish(60)
             a2 = json.loads(agent.stdout.readline())
             agent.wait(60)
             out["agent_sparkplug"] = {**a2, "messages": m, "metrics_per_message": k,

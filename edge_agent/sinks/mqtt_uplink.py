@@ -55,6 +55,9 @@ class MqttUplinkConfig(StrictModel):
     uns: UnsOptions | None = Field(default_factory=UnsOptions, description="Unified-namespace JSON topics; null to disable")
     sparkplug: SparkplugUplinkOptions | None = Field(None, description="Sparkplug B edge node; null to disable")
     ack_timeout_secs: float = Field(30.0, gt=0, le=3600, description="commit() fails if the broker has not acknowledged by then")
+    max_outstanding_publishes: int = Field(
+        10_000, ge=10, le=50_000,
+        description="Publishes awaiting PUBACK before write() waits (MQTT packet ids are 16-bit: far more in flight would collide)")
 
 
 _LEVELS = ("site", "area", "line", "cell", "asset_name")
@@ -64,7 +67,8 @@ class MqttUplinkSink(Sink):
     def __init__(self, config: MqttUplinkConfig, ctx: SinkContext) -> None:
         super().__init__(config, ctx)
         self._session = None
-        self._infos: list = []
+        self._infos: list = []  # MQTTMessageInfo of every publish since the last commit
+        self._confirmed = 0  # self._infos[:_confirmed] are acknowledged
         self._refused: list[str] = []
         self._lock = threading.Lock()  # Sparkplug seq / birth state (paho thread answers NCMD)
         self._topics: dict[int, tuple[str, str | None]] = {}  # signal id -> (UNS topic, unit)
@@ -224,36 +228,45 @@ class MqttUplinkSink(Sink):
         vals = value_col.fill_null(math.nan).to_numpy(zero_copy_only=False).tolist()
         texts = batch.column("value_text").to_pylist()
         quals = batch.column("quality").to_numpy(zero_copy_only=False).tolist()
-        client = self._session.client
         cfg = self.config
-        if cfg.uns is not None:
-            qos, retain = cfg.qos, cfg.uns.retain
-            infos = self._infos
-            dumps = json.dumps
-            for i in range(n):
-                sid = ids[i]
-                topic, unit = self._uns_meta(sid)
-                v = vals[i]
-                msg = {"timestamp": ts_ms[i], "value": v if valid[i] and v == v and abs(v) != math.inf else None,
-                       "quality": quals[i]}
-                if texts[i] is not None:
-                    msg["value"] = texts[i]
-                if unit:
-                    msg["unit"] = unit
-                infos.append(client.publish(topic, dumps(msg), qos=qos, retain=retain))
-        if cfg.sparkplug is not None:
-            self._ndata(ids, ts_ms, vals, texts, valid)
+        step = 1000
+        for a in range(0, n, step):
+            b = min(n, a + step)
+            if cfg.uns is not None:
+                self._uns(ids, ts_ms, vals, texts, valid, quals, a, b)
+            if cfg.sparkplug is not None:
+                self._ndata(ids[a:b], ts_ms[a:b], vals[a:b], texts[a:b], valid[a:b])
+            if len(self._infos) - self._confirmed > cfg.max_outstanding_publishes:
+                await asyncio.to_thread(self._wait_acks, len(self._infos) - cfg.max_outstanding_publishes // 2)
         self._pending_rows += n
         if not self._session.connected:
             raise SinkUnavailable(f"uplink {self._session.where}: connection lost while publishing")
 
+    def _uns(self, ids, ts_ms, vals, texts, valid, quals, a: int, b: int) -> None:
+        client = self._session.client
+        qos, retain = self.config.qos, self.config.uns.retain
+        infos = self._infos
+        dumps = json.dumps
+        for i in range(a, b):
+            topic, unit = self._uns_meta(ids[i])
+            v = vals[i]
+            msg = {"timestamp": ts_ms[i], "value": v if valid[i] and v == v and abs(v) != math.inf else None, "quality": quals[i]}
+            if texts[i] is not None:
+                msg["value"] = texts[i]
+            if unit:
+                msg["unit"] = unit
+            infos.append(client.publish(topic, dumps(msg), qos=qos, retain=retain))
+
     def commit_due(self) -> bool:
         return bool(self._infos)
 
-    def _wait_acks(self) -> None:
-        infos, self._infos = self._infos, []
+    def _wait_acks(self, upto: int | None = None) -> None:
+        """Block until the publishes ``self._infos[_confirmed:upto]`` are acknowledged (worker thread)."""
+        infos = self._infos
+        end = len(infos) if upto is None else upto
         deadline = time.monotonic() + self.config.ack_timeout_secs
-        for k, info in enumerate(infos):
+        for k in range(self._confirmed, end):
+            info = infos[k]
             try:
                 while not info.is_published():
                     info.wait_for_publish(0.1)
@@ -261,17 +274,19 @@ class MqttUplinkSink(Sink):
                         break
                     s = self._session
                     if s is None or not s.connected:
-                        raise SinkUnavailable(f"uplink: broker connection lost with {len(infos) - k} publishes unacknowledged")
+                        raise SinkUnavailable(f"uplink: broker connection lost with {end - k} publishes unacknowledged")
                     if time.monotonic() > deadline:
-                        raise SinkUnavailable(f"uplink {s.where}: {len(infos) - k} publishes not acknowledged within "
+                        raise SinkUnavailable(f"uplink {s.where}: {end - k} publishes not acknowledged within "
                                               f"{self.config.ack_timeout_secs}s")
             except (RuntimeError, ValueError) as exc:  # paho: the publish was never queued (not connected)
                 raise SinkUnavailable(f"uplink: publish failed: {exc}") from exc
+            self._confirmed = k + 1
 
     async def commit(self) -> None:
         if not self._infos:
             return
         await asyncio.to_thread(self._wait_acks)
+        self._infos, self._confirmed = [], 0
         if self._refused:
             raise SinkError(f"uplink {self._session.where}: broker refused publishes ({'; '.join(self._refused[:3])})",
                             hint="the broker's ACL does not allow this client to publish there")
@@ -280,7 +295,7 @@ class MqttUplinkSink(Sink):
 
     async def abort(self) -> None:
         """Drop the session: unacknowledged publishes are sent again from the buffer."""
-        self._infos = []
+        self._infos, self._confirmed = [], 0
         self._refused = []
         self._pending_rows = 0
         s, self._session = self._session, None

@@ -96,6 +96,21 @@ async def test_uns_json_topics_in_order(mosquitto, tmp_path):
     assert sink.ctx.metrics.committed_rows == 3
 
 
+async def test_large_batches_wait_for_acks_within_the_publish_window(mosquitto, tmp_path):
+    """Packet ids are 16-bit: write() keeps at most max_outstanding_publishes unacknowledged."""
+    n = 2500
+    sub = Subscriber(mosquitto.plain_port, ["acme/#"])
+    sink, cat, t, m = make_sink(tmp_path, {"port": mosquitto.plain_port, "session": "clean"}, max_outstanding_publishes=50)
+    await sink.open()
+    await sink.write("b", 1, batch([(t, (10**12 + i) * 10**6, float(i), None) for i in range(n)]))
+    assert len(sink._infos) - sink._confirmed <= 50 + 1000  # at most one 1000-row step beyond the window
+    await sink.commit()
+    msgs = sub.wait(n)
+    await sink.aclose()
+    sub.close()
+    assert [json.loads(p)["value"] for _, p in msgs] == [float(i) for i in range(n)]
+
+
 async def test_sparkplug_edge_node_birth_data_rebirth_and_death(mosquitto, tmp_path):
     sub = Subscriber(mosquitto.plain_port, [f"spBv1.0/plant/{k}/#" for k in ("NBIRTH", "NDATA", "NDEATH")])
     sink, cat, t, m = make_sink(tmp_path, {"port": mosquitto.plain_port, "session": "clean"},
