@@ -226,6 +226,28 @@ async def test_sparkplug_births_aliases_seq_gap_rebirth_and_death(mosquitto):
     assert (m.name, m.datatype, m.value) == ("Node Control/Rebirth", SpDataType.Boolean, True)
 
 
+async def test_sparkplug_host_state(mosquitto):
+    cfg = {"id": "m9", "type": "mqtt", "broker": {"port": mosquitto.plain_port, "client_id": "t-state", "session": "clean"},
+           "subscriptions": [{"topic": "spBv1.0/{group}/#", "format": "sparkplug_b"}], "sparkplug": {"host_id": "axedge1"}}
+    states: list[dict] = []
+    watcher = paho.Client(CallbackAPIVersion.VERSION2)
+    watcher.on_message = lambda c, u, m: states.append(json.loads(m.payload))
+    watcher.connect("127.0.0.1", mosquitto.plain_port)
+    watcher.loop_start()
+    watcher.subscribe("spBv1.0/STATE/axedge1", qos=1)
+    async with Harness(cfg):
+        for _ in range(50):
+            if states:
+                break
+            await asyncio.sleep(0.05)
+    for _ in range(50):
+        if len(states) >= 2:
+            break
+        await asyncio.sleep(0.05)
+    watcher.loop_stop()
+    assert [st["online"] for st in states[:2]] == [True, False]
+
+
 async def test_qos1_messages_acked_only_after_durable(mosquitto):
     """Without on_durable the broker redelivers everything to the persistent session."""
     cfg = {"id": "m4", "type": "mqtt", "asset": "acme",
