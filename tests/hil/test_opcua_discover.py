@@ -74,6 +74,9 @@ def test_depth_limit_and_missing_root(sim, tmp_path, capsys):
     nodes = {(n.asset, n.name) for n in load_config(out).connectors[0].nodes}
     assert ("site/area/line/Spindle", "Override") in nodes  # top-level objects below the root become assets
     assert not any("SignalColor" in name for _, name in nodes)  # Stacklight/Lamp0/SignalColor is 3 levels down
+    assert main([sim.endpoint, "--out", str(tmp_path / "big.yaml"), "--max-nodes", "60", "--concurrency", "2"]) == 0
+    assert "stopped at --max-nodes 60" in capsys.readouterr().err
+    assert 0 < len(load_config(tmp_path / "big.yaml").connectors[0].nodes) < 60
     assert main([sim.endpoint, "--out", str(tmp_path / "x.yaml"), "--root", "Objects/Nowhere"]) == 1
     assert "not found" in capsys.readouterr().err
     assert main(["opc.tcp://127.0.0.1:1", "--out", str(tmp_path / "y.yaml"), "--timeout-secs", "2"]) == 1
