@@ -46,6 +46,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dataset_builder.format import DATASET_FILE, FORMAT_NAME, FORMAT_VERSION, META_DIR, DatasetError
 
+#: columns of the curated and cycle tables that belong to no signal
+_PLAIN = {"time", "label", "split", "cycle_start", "cycle_end", "duration_s", "rows", "value", "complete"}
+_SUFFIXES = ("", "__state", "__mean", "__min", "__max", "__std")
 _REF = re.compile(r"^\$\{(env|file):([^}]+)\}$")
 
 
@@ -175,6 +178,16 @@ def export(src: str | Path, policy: Policy | str | Path, dst: str | Path, *, com
         plan[(s["asset_partition"], s["column"])] = {
             "column": namer.signal(s["name"]) if rule is not None and rule.pseudonymise else s["column"],
             "quantise": rule.quantise if rule else None, "noise": rule.noise if rule else None, "sig": s}
+    # every column a signal owns -> (plan, signal column, suffix); columns are matched exactly
+    signal_columns = {(part, column + suf): (p_, column, suf) for (part, column), p_ in plan.items()
+                      for suf in _SUFFIXES}
+    cyc_sig = (doc["build"].get("cycles") or {}).get("signal")
+
+    def cycle_kept(part: str) -> bool:
+        """The cycle table's ``value`` column is the cycle signal's value: kept with that signal."""
+        return any(v is not None and a_ == part and cyc_sig in (v["sig"]["name"], v["sig"]["key"])
+                   for (a_, _c), v in plan.items())
+
     key_map = {s["key"]: (plan[(s["asset_partition"], s["column"])], s["asset_partition"]) for s in doc["signals"]}
 
     def transform(col: pa.Array, p: dict, seed_parts: tuple[str, ...]) -> pa.Array:
@@ -205,36 +218,27 @@ def export(src: str | Path, policy: Policy | str | Path, dst: str | Path, *, com
             cols: dict[str, pa.Array] = {}
             for name in table.column_names:
                 col = table.column(name).combine_chunks()
-                base = name.split("__", 1)[0]
-                p_ = plan.get((part, base), "none")
-                if p_ == "none":  # not a signal column
+                hit = signal_columns.get((part, name))
+                if hit is None:
+                    if name not in _PLAIN or (name == "label" and pol.events == "drop"):
+                        continue  # fail closed: a column the policy does not know is left out
                     if name in ("time", "cycle_start", "cycle_end"):
                         cols["elapsed_us" if rel and name == "time" else name] = shift_time(col)
-                    elif name == "label" and pol.events == "drop":
-                        continue
-                    elif name == "value" and layer == "cycles":
-                        cyc_sig = (doc["build"].get("cycles") or {}).get("signal")
-                        cp = next((v for (a_, c_), v in plan.items() if a_ == part and v is not None
-                                   and cyc_sig in (v["sig"]["name"], v["sig"]["key"])), None)
-                        if cp is not None:
-                            cols[name] = col
-                    else:
+                    elif name != "value" or layer != "cycles" or cycle_kept(part):
                         cols[name] = col
                     continue
+                p_, base, suffix = hit
                 if p_ is None:
                     continue
-                suffix = name[len(base):]
-                new_name = p_["column"] + suffix
                 if suffix in ("", "__mean", "__min", "__max"):
                     col = transform(col, p_, (p_["sig"]["key"], layer, date, suffix))
                 elif suffix == "__std" and p_["quantise"]:
                     col = transform(col, {"quantise": p_["quantise"], "noise": None}, ())
-                cols[new_name] = col
+                cols[p_["column"] + suffix] = col
                 if layer == "curated" and suffix == "":
                     state = table.column(name + "__state").to_numpy()
                     vals = None if not pa.types.is_floating(col.type) else col.to_numpy(zero_copy_only=False)
-                    pstat = stats_mod.partial(vals, state)
-                    parts_stats.setdefault((part, base), []).append(pstat)
+                    parts_stats.setdefault((part, base), []).append(stats_mod.partial(vals, state))
             new_path, new_part = asset_map[part]
             new_date = f"day-{(_parse_iso(date + 'T00:00:00Z') - t0 // day_us * day_us) // day_us:04d}" if rel else date
             rel_path = f"{layer}/asset={new_part}/date={new_date}/part-0.parquet"

@@ -18,7 +18,7 @@ from tests.dataset.rawgen import DAY0_NS, SEC, record, samples, write_raw
 SITE, LINE, ASSET = "hushhushsite", "linebravo7", "pressmaster9"
 PATH = f"{SITE}/hall3/{LINE}/{ASSET}"
 KEY = "k3y-Zq9-very-long-secret-value"
-DROPPED = ["recipe_setpoint_xq", "secret_alloy_mix"]
+DROPPED = ["recipe_setpoint_xq", "secret__alloy_mix"]  # "__" as in the state/feature suffixes
 PSEUDO = ["spindle_torque_zz"]
 
 
