@@ -273,7 +273,7 @@ class ModbusConfig(ConnectorConfigBase):
             for ui, u in enumerate(d.units):
                 asset = u.asset or d.asset or self.asset
                 for si, s in enumerate(u.signals):
-                    key = f"{asset}/{s.name}"
+                    key = f"{s.asset or asset}/{s.name}"
                     here = f"device {d.name} unit {u.unit_id}"
                     if key in keys and keys[key] != here:
                         _fail(("devices", di, "units", ui, "signals", si, "name"), f"signal {key!r} is also declared on {keys[key]}; give it another name or asset")

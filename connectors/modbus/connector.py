@@ -75,7 +75,7 @@ def plan_device(config: ModbusConfig, device: ModbusDevice, register) -> dict[st
     base = 1 if device.addressing.value == "one_based" else 0
     groups: dict[str, list[PlannedBlock]] = {g: [] for g in device.group_intervals()}
     for unit in device.units:
-        asset = unit.asset or device.asset or config.asset
+        unit_asset = unit.asset or device.asset or config.asset
         by_key: dict[tuple[str, Table], list[ReadItem]] = {}
         for i, s in enumerate(unit.signals):
             by_key.setdefault((s.poll_group, s.table), []).append(ReadItem(i, s.address - base, s.width))
@@ -88,7 +88,7 @@ def plan_device(config: ModbusConfig, device: ModbusDevice, register) -> dict[st
             ids_of[i] = register(
                 SignalSpec(
                     name=s.name,
-                    asset=asset,
+                    asset=s.asset or unit_asset,
                     dtype=dtype,
                     unit=s.unit,
                     address=signal_address(device, unit.unit_id, s),
@@ -122,6 +122,15 @@ def plan_device(config: ModbusConfig, device: ModbusDevice, register) -> dict[st
     for blocks in groups.values():
         blocks.sort(key=lambda p: (p.block.unit_id, p.block.table.value, p.block.start))
     return {g: b for g, b in groups.items() if b}
+
+
+def _cancel_lost() -> None:
+    """Re-raise a cancellation that ``asyncio.wait_for`` swallowed inside pymodbus: on Python
+    3.11 a response arriving in the same loop turn as the cancel returns the result and drops the
+    cancel (gh-86296), which left a fast-polling unit running through agent shutdown."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _concat(parts: list[tuple]) -> SampleChunk:
@@ -182,9 +191,11 @@ class ModbusDeviceConnector(Connector):
             for t in done:
                 t.result()  # re-raise the typed error for the runtime
         finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            pending = set(tasks)
+            while pending:  # re-cancel: a cancellation can be lost inside a read (see _cancel_lost)
+                for t in pending:
+                    t.cancel()
+                _, pending = await asyncio.wait(pending, timeout=0.5)
 
     async def poll(self) -> None:
         """One cycle of every poll group (probe, tests, benchmarks)."""
@@ -206,41 +217,44 @@ class ModbusDeviceConnector(Connector):
         good: list[tuple] = []
         gaps: list[tuple[np.ndarray, int]] = []
         timeouts = 0
+        lost: NotConnected | None = None
         pause = self.device.pause_between_requests_secs
-        try:
-            for i, pb in enumerate(blocks):
-                if i and pause:
-                    await asyncio.sleep(pause)
-                self.requests += 1
-                try:
-                    data = await self._link.read(pb.block)
-                except ModbusExceptionResponse as exc:
-                    q = Quality.BAD_OUT_OF_RANGE if exc.code == 2 else Quality.BAD_COMMUNICATION_ERROR
-                    self._block_failed(pb, "exception_response", str(exc), gaps, q)
-                    continue
-                except ConnectorTimeout as exc:
-                    timeouts += 1
-                    self._block_failed(pb, "timeout", str(exc), gaps, Quality.BAD_TIMEOUT)
-                    continue
-                except NotConnected:
-                    for rest in blocks[i:]:
-                        gaps.append((rest.ids, Quality.BAD_NOT_CONNECTED))
-                    self.ctx.metrics.count_error("connection_lost")
-                    raise
-                except ProtocolError as exc:
-                    self._block_failed(pb, "protocol", str(exc), gaps, Quality.BAD_COMMUNICATION_ERROR)
-                    continue
-                t = time.time_ns()
-                self._block_ok(pb)
-                value, valid, quality, text = pb.decoder.decode(data)
-                if quality.any():
-                    self.ctx.metrics.count_error("decode", int(np.count_nonzero(quality)))
-                good.append((pb.ids, t, value, valid, quality, text))
-        finally:
-            if good:
-                await self.ctx.emit(_concat(good))
-            for ids, q in gaps:
-                await self.ctx.emit_gap(ids, q)
+        for i, pb in enumerate(blocks):
+            if i and pause:
+                await asyncio.sleep(pause)
+            self.requests += 1
+            try:
+                data = await self._link.read(pb.block)
+            except ModbusExceptionResponse as exc:
+                q = Quality.BAD_OUT_OF_RANGE if exc.code == 2 else Quality.BAD_COMMUNICATION_ERROR
+                self._block_failed(pb, "exception_response", str(exc), gaps, q)
+                continue
+            except ConnectorTimeout as exc:
+                timeouts += 1
+                self._block_failed(pb, "timeout", str(exc), gaps, Quality.BAD_TIMEOUT)
+                continue
+            except NotConnected as exc:
+                gaps.extend((rest.ids, Quality.BAD_NOT_CONNECTED) for rest in blocks[i:])
+                self.ctx.metrics.count_error("connection_lost")
+                lost = exc
+                break
+            except ProtocolError as exc:
+                self._block_failed(pb, "protocol", str(exc), gaps, Quality.BAD_COMMUNICATION_ERROR)
+                continue
+            _cancel_lost()
+            t = time.time_ns()
+            self._block_ok(pb)
+            value, valid, quality, text = pb.decoder.decode(data)
+            if quality.any():
+                self.ctx.metrics.count_error("decode", int(np.count_nonzero(quality)))
+            good.append((pb.ids, t, value, valid, quality, text))
+        # emitted only when the cycle ends (not when cancelled mid-cycle at shutdown)
+        if good:
+            await self.ctx.emit(_concat(good))
+        for ids, q in gaps:
+            await self.ctx.emit_gap(ids, q)
+        if lost is not None:
+            raise lost
         if blocks and timeouts == len(blocks):
             raise ConnectorTimeout(f"modbus device {self.device.name} ({self.device.endpoint()}): no response to any request of the cycle")
 
