@@ -9,7 +9,8 @@ One private Mosquitto, one publisher, two receivers of the *same* QoS 1 stream i
 Each receiver is its own process; its CPU time (user + system, all threads) is measured from
 just before the publisher starts until it has received (bare) or committed to Parquet (agent)
 every message. A second phase sends Sparkplug B NDATA (``--metrics`` metrics per message) to the
-agent and reports Sparkplug metrics per CPU-second. Prints JSON.
+agent and reports Sparkplug metrics per CPU-second; a third pushes synthetic rows through the
+uplink sink (UNS JSON, QoS 1, acknowledged) and reports rows per CPU-second. Prints JSON.
 
     .venv/bin/python bench/mqtt.py [--messages 100000] [--sparkplug-messages 5000] [--metrics 50]
 
@@ -56,6 +57,31 @@ connectors:
 """
 
 
+UPLINK_CFG = """\
+agent:
+  id: bench
+  data_dir: {root}/data
+  state_dir: {root}/state
+  log_level: warning
+  http: {{enabled: false}}
+core:
+  batch: {{max_rows: 20000, max_age_secs: 0.25}}
+buffer: {{kind: sqlite, fsync: normal, max_bytes: 2GiB}}
+sinks:
+  - id: uplink
+    type: mqtt_uplink
+    broker: {{host: 127.0.0.1, port: {port}, client_id: bench-uplink, session: clean}}
+    uns: {{topic: "up/{{asset}}/{{signal}}"}}
+connectors:
+  - id: syn
+    type: synthetic
+    asset: bench/line1
+    max_speed: true
+    max_rows: {rows}
+    bulk: {{count: 100, assets: 10}}
+"""
+
+
 def cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
@@ -93,18 +119,23 @@ def role_bare(port: int, n: int) -> None:
     print(json.dumps({"received": count, "cpu_secs": c1 - c0, "wall_secs": t1 - t0}), flush=True)
 
 
-def role_agent(port: int, n_rows: int, workdir: Path) -> None:
+def role_agent(port: int, n_rows: int, workdir: Path, uplink: bool = False) -> None:
     import yaml  # noqa: F401 - config loader dependency, imported before measuring
 
     from edge_agent.config import load_config_text
     from edge_agent.runtime.agent import Agent
 
     async def main() -> None:
-        agent = Agent(load_config_text(AGENT_CFG.format(root=workdir, port=port)))
-        task = asyncio.create_task(agent.run())
-        await agent.started.wait()
-        await asyncio.sleep(1.0)
-        c0, t0 = await asyncio.to_thread(_wait_go)
+        if uplink:  # the synthetic rows flow from the start: measure the whole run, startup included
+            c0, t0 = await asyncio.to_thread(_wait_go)
+            agent = Agent(load_config_text(UPLINK_CFG.format(root=workdir, port=port, rows=n_rows)))
+            task = asyncio.create_task(agent.run())
+        else:
+            agent = Agent(load_config_text(AGENT_CFG.format(root=workdir, port=port)))
+            task = asyncio.create_task(agent.run())
+            await agent.started.wait()
+            await asyncio.sleep(1.0)
+            c0, t0 = await asyncio.to_thread(_wait_go)
         while agent.metrics.total_committed() < n_rows:
             if task.done():
                 task.result()
@@ -112,7 +143,7 @@ def role_agent(port: int, n_rows: int, workdir: Path) -> None:
         c1, t1 = cpu(), time.monotonic()
         agent.request_stop()
         await task
-        q = agent.metrics.connectors["mq"].quarantined
+        q = agent.metrics.connectors["mq"].quarantined if "mq" in agent.metrics.connectors else {}
         print(json.dumps({"committed_rows": agent.metrics.total_committed(), "cpu_secs": c1 - c0, "wall_secs": t1 - t0,
                           "quarantined": sum(q.values())}), flush=True)
 
@@ -192,6 +223,15 @@ def run(args: argparse.Namespace) -> dict:
                                       "metrics_per_cpu_sec": round((m * k + k) / a2["cpu_secs"]),
                                       "msgs_per_cpu_sec": round(m / a2["cpu_secs"])}
             pub.loop_stop()
+            # ---- phase 3: uplink, synthetic rows -> buffer -> UNS JSON publishes acknowledged by the broker
+            if args.uplink_rows:
+                u = args.uplink_rows
+                agent = _spawn("--role", "uplink", "--port", str(broker.plain_port), "--n", str(u), "--dir", str(Path(tmp) / "a3"))
+                agent.stdin.write("GO\n")
+                agent.stdin.flush()
+                a3 = json.loads(agent.stdout.readline())
+                agent.wait(60)
+                out["agent_uplink_uns"] = {**a3, "rows_per_cpu_sec": round(u / a3["cpu_secs"])}
         finally:
             broker.stop()
     out["target_ratio"] = 0.6
@@ -203,15 +243,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--messages", type=int, default=100_000)
     p.add_argument("--sparkplug-messages", type=int, default=5_000)
     p.add_argument("--metrics", type=int, default=50, help="metrics per Sparkplug NDATA")
-    p.add_argument("--role", choices=("bare", "agent"), help=argparse.SUPPRESS)
+    p.add_argument("--uplink-rows", type=int, default=20_000, help="rows through the uplink sink (0: skip)")
+    p.add_argument("--role", choices=("bare", "agent", "uplink"), help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, help=argparse.SUPPRESS)
     p.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.role == "bare":
         role_bare(args.port, args.n)
-    elif args.role == "agent":
-        role_agent(args.port, args.n, args.dir)
+    elif args.role in ("agent", "uplink"):
+        role_agent(args.port, args.n, args.dir, uplink=args.role == "uplink")
     else:
         print(json.dumps(run(args), indent=2))
     return 0
