@@ -205,6 +205,8 @@ def _signal_checks(ccfg: Any, catalog: Any, collector: _Collector, unit_ok: bool
         if unit_ok:
             out.append(Check(WARN, comp, "sample read", "no signals declared or discovered",
                              "declare signals in the config or enable discovery"))
+        else:
+            out.append(Check(SKIP, comp, "sample read", "nothing read: no connection (see above)"))
         return out
     good = [s for s in mine if s.id in best and (best[s.id] >> 30) == 0]
     bad = [s for s in mine if s.id in best and (best[s.id] >> 30) != 0]
@@ -225,6 +227,20 @@ def _signal_checks(ccfg: Any, catalog: Any, collector: _Collector, unit_ok: bool
     return out
 
 
+def _connector_state_dir(state_dir: Path, cid: str) -> tuple[Path, Path | None]:
+    """The connector's state dir as the agent uses it (its OPC UA client certificate is the one
+    the server trusts, a rejected server certificate lands where the hint says), unless the doctor
+    runs as root on another user's state dir or cannot write there: then a temporary one, so it
+    never leaves files the agent's user cannot read. Returns (dir, temporary dir or None)."""
+    path = state_dir / "connectors" / cid
+    base = _nearest_existing(path.absolute())
+    foreign = os.geteuid() == 0 and base.stat().st_uid != 0
+    if not foreign and base.is_dir() and os.access(base, os.W_OK | os.X_OK):
+        return path, None
+    tmp = Path(tempfile.mkdtemp(prefix=f"axedge-doctor-{cid}-"))
+    return tmp, tmp
+
+
 async def check_connectors(cfg: Any, timeout: float, listen: float, max_offset: float) -> list[Check]:
     from connectors.base import ConnectorContext
     from connectors.registry import connector_factory
@@ -237,13 +253,7 @@ async def check_connectors(cfg: Any, timeout: float, listen: float, max_offset: 
             continue
         dcfg = _doctor_copy(ccfg)
         collector = _Collector()
-        # the agent's own state dir when it exists (its OPC UA client certificate is the one the
-        # server must trust); otherwise a temporary one, so the doctor creates no files the agent's
-        # user might not own
-        state = Path(cfg.agent.state_dir) / "connectors" / ccfg.id
-        temp = None
-        if not state.is_dir():
-            state = temp = Path(tempfile.mkdtemp(prefix=f"axedge-doctor-{ccfg.id}-"))
+        state, temp = _connector_state_dir(Path(cfg.agent.state_dir), ccfg.id)
         ctx = ConnectorContext(ccfg.id, catalog, collector.send, state_dir=state)
         try:
             units = connector_factory(ccfg.type)(dcfg, ctx)
