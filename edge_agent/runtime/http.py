@@ -128,7 +128,7 @@ async def serve_http(agent: Agent, host: str, port: int, *, token: str | None = 
             return "200 OK", CONTENT_TYPE_LATEST, generate_latest(agent.metrics.registry), extra
         if p == "/api/status":
             try:
-                limit = max(1, min(10_000, int(req.query.get("limit", "500"))))
+                limit = max(1, min(10_000, int(req.query.get("limit", "200"))))
             except ValueError:
                 return "400 Bad Request", "text/plain", b"limit must be an integer\n", extra
             body = json.dumps(status(agent, tap, query=req.query.get("q", ""), limit=limit)).encode()

@@ -90,7 +90,7 @@ def _signals(agent: Agent, tap: LastValues, query: str, limit: int) -> tuple[lis
     return rows, total
 
 
-def status(agent: Agent, tap: LastValues, *, query: str = "", limit: int = 500) -> dict[str, Any]:
+def status(agent: Agent, tap: LastValues, *, query: str = "", limit: int = 200) -> dict[str, Any]:
     """Everything the page shows, in one JSON document."""
     h = agent.health()
     signals, total = _signals(agent, tap, query, limit)

@@ -98,14 +98,15 @@ class LastValues:
         if signal_id >= self._n or self.count[signal_id] == 0:
             return None
         n, p = int(self.ring_len[signal_id]), int(self.ring_pos[signal_id])
-        idx = (np.arange(p - n, p)) % self.history
+        idx = np.arange(p - n, p) % self.history
+        ts = (self.ring_t[signal_id, idx] // 1_000_000).tolist()
+        vs = self.ring_v[signal_id, idx].astype(np.float64).round(6).tolist()
         v = float(self.value[signal_id])
         return {
-            "value": None if np.isnan(v) else v,
+            "value": None if v != v else v,  # NaN (gap rows, text rows) -> null
             "text": self.text.get(signal_id),
             "quality": int(self.quality[signal_id]),
             "time_ns": int(self.time_ns[signal_id]),
             "count": int(self.count[signal_id]),
-            "history": [[int(tt // 1_000_000), None if np.isnan(vv) else round(float(vv), 6)]
-                        for tt, vv in zip(self.ring_t[signal_id, idx], self.ring_v[signal_id, idx], strict=True)],
+            "history": [[t, None if x != x else x] for t, x in zip(ts, vs, strict=True)],  # [ms, value], oldest first
         }
