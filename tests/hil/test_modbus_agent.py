@@ -109,8 +109,9 @@ async def test_dead_devices_do_not_slow_the_live_one(tmp_path):
         silent.close()
     rows = read_rows(tmp_path)
     live = [r for r in rows if r["signal"].endswith("pourer/melt_temperature") and r["quality"] == Quality.GOOD]
-    # ~25 polls in 2.5 s; the silent device's 1 s timeouts must not hold the live device back
-    assert len(live) >= 15
+    # ~25 polls in 2.5 s (>= 10 leaves room for a loaded CI machine); were the live device held back
+    # by the silent one's 1 s timeouts it would get 2 or 3
+    assert len(live) >= 10
     silent_rows = [r for r in rows if r["signal"].endswith("silent/x")]
     assert silent_rows and all(r["quality"] == Quality.BAD_TIMEOUT for r in silent_rows)
     assert res.connectors["casting-plc/refusing"] in ("failing", "starting", "stopped")

@@ -212,3 +212,21 @@ async def test_close_after_poll_and_pause_between_requests():
         got = latest(ctx, await drain(ch))
         assert got["recipe_number"] == (4711.0, 0, True)
         await unit.aclose()
+
+
+async def test_fast_polling_unit_stops_promptly_when_cancelled():
+    # a cancel that lands while a response arrives used to be swallowed by asyncio.wait_for in
+    # pymodbus (Python 3.11), leaving the unit polling through agent shutdown
+    async with CastingLineSim(port=0, tick_secs=None) as sim:
+        ctx, ch = make_ctx()
+        cfg = example_config(sim.port, poll_interval_secs=0.001, poll_groups=[{"name": "fast", "poll_interval_secs": 0.001}])
+        (unit,) = build(cfg, ctx)
+        await unit.connect()
+        for _ in range(25):
+            task = asyncio.create_task(unit.run())
+            await asyncio.sleep(0.03)
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=5)
+            assert task in done and task.cancelled()
+            await drain(ch)
+        await unit.aclose()
