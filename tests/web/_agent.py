@@ -42,8 +42,8 @@ connectors:
 
 
 @contextlib.asynccontextmanager
-async def running_agent(root: Path, host: str = "127.0.0.1"):
-    agent = Agent(load_config_text(CFG.format(root=root, host=host)))
+async def running_agent(root: Path, host: str = "127.0.0.1", config_text: str | None = None):
+    agent = Agent(load_config_text(config_text or CFG.format(root=root, host=host)))
     task = asyncio.create_task(agent.run())
     started = asyncio.create_task(agent.started.wait())
     await asyncio.wait({task, started}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
