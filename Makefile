@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-DEMO_SECS ?= 30
+DEMO_SECS ?= 60
 
 .PHONY: demo test venv venv-test bench docs clean
 

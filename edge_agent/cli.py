@@ -252,15 +252,28 @@ def _call(ref: str, argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from edge_agent.errors import AxedgeError, ConfigError
-
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # forwarded commands parse their own options (argparse REMAINDER cannot start with an option)
+    direct = {"demo": "edge_agent.demo.run:main", "model": "models.cli:main", "doctor": "edge_agent.doctor:main"}
+    if argv and argv[0] in direct and not (len(argv) == 1 and argv[0] != "demo"):
+        return _guarded(lambda: _call(direct[argv[0]], argv[1:]))
+    if len(argv) >= 2 and argv[0] == "dataset" and argv[1] in ("build", "import-csv", "report", "export"):
+        return _guarded(lambda: _call("dataset_builder.cli:main", argv[1:]))
+    if len(argv) >= 2 and argv[0] in _FORWARDED and not argv[1].startswith("-"):
+        return _guarded(lambda: _forward(argv[0], argv[1], argv[2:]))
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    return _guarded(lambda: args.func(args))
+
+
+def _guarded(fn) -> int:
+    from edge_agent.errors import AxedgeError, ConfigError
+
     try:
-        return int(args.func(args) or 0)
+        return int(fn() or 0)
     except ConfigError as exc:
         _err("invalid configuration:")
         for line in exc.problems or [str(exc)]:

@@ -1,50 +1,54 @@
-"""The demo driver: write the embedded config, run the agent, describe the result."""
+"""``axedge demo`` (what ``make demo`` runs): the plant in a box, see :mod:`edge_agent.demo.plant`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import logging
 import sys
-from importlib import resources
 from pathlib import Path
 
 
-def _write_config(out: Path) -> Path:
-    text = resources.files("edge_agent.demo").joinpath("synthetic.yaml").read_text(encoding="utf-8")
-    cfg_path = out / "plant.yaml"
-    out.mkdir(parents=True, exist_ok=True)
-    cfg_path.write_text(text.replace("{out}", str(out.resolve())), encoding="utf-8")
-    return cfg_path
-
-
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="axedge demo", description="Run the simulated plant and build a dataset.")
-    p.add_argument("--duration-secs", type=float, default=30.0)
-    p.add_argument("--out", default="demo-out")
+    p = argparse.ArgumentParser(prog="axedge demo", description="Run the simulated plant (Modbus casting line, OPC UA "
+                                "machine tool, MQTT sensors), learn, score live, and build the datasets.")
+    p.add_argument("--duration-secs", type=float, default=60.0, help="total run time (learning + watching)")
+    p.add_argument("--out", default="demo-out", help="output folder (raw and curated datasets, models, report)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--no-dashboard", action="store_true", help="no live dashboard (logs only)")
     args = p.parse_args(argv)
 
-    from dataset_builder.describe import describe, format_describe
-    from edge_agent.config import load_config
+    from edge_agent.demo.plant import run_plant
     from edge_agent.logs import setup_logging
-    from edge_agent.runtime.agent import Agent
 
-    out = Path(args.out)
-    cfg_path = _write_config(out)
-    cfg = load_config(cfg_path)
     setup_logging("warning")
-    print(f"axedge demo: running the simulated plant for {args.duration_secs:g} s (config: {cfg_path})", flush=True)
-    res = asyncio.run(Agent(cfg, config_path=cfg_path).run(args.duration_secs, install_signals=True))
-    data = Path(cfg.agent.data_dir)
-    print(json.dumps({"received": res.received, "committed": res.committed, "dropped": res.dropped, "errors": res.errors}))
-    print(format_describe(describe(data)))
+    for noisy in ("asyncua", "amqtt", "pymodbus", "transitions", "hardware"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    out = Path(args.out)
+    res = asyncio.run(run_plant(out, args.duration_secs, seed=args.seed, show=not args.no_dashboard))
+    data = res["raw"]
+    print()
+    print(f"raw dataset      {data}")
+    print(f"curated dataset  {res['curated']}  ({res['curated_rows']:,} rows, with ground-truth labels)")
+    print(f"report           {res['report']}  (open in a browser; works offline)")
+    print(f"anomaly table    {res['anomalies']}")
+    print(f"models           {res['models']}")
+    for ev in res["events"]:
+        print(f"  anomaly {ev['start']}-{ev['end']} {ev['model']:<8} top: {ev['top_signals']:<50} "
+              f"injected: {ev['matches_injected_fault'] or '-'}")
     print(
         "\nOpen it:\n"
         f"  pandas:  pd.read_parquet('{data}/raw')\n"
         f"  DuckDB:  SELECT * FROM read_parquet('{data}/raw/**/*.parquet', hive_partitioning=true)\n"
+        f"  curated: pd.read_parquet('{res['curated']}/curated')\n"
         f"  axedge:  axedge dataset describe {data}\n"
     )
-    return 0 if res.committed > 0 else 1
+    summary = {k: v for k, v in res.items() if k != "events"}
+    summary["anomaly_events"] = len(res["events"])
+    summary["events_matching_injected_faults"] = sum(1 for e in res["events"] if e["matches_injected_fault"])
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return 0
 
 
 if __name__ == "__main__":

@@ -113,7 +113,7 @@ class AnomalyProcessor:
             v = scores.column("score").to_numpy(zero_copy_only=False)
             out.append(SampleChunk.from_values(np.full(len(t), self._score_id), v, source_time_ns=t))
         if events:
-            recs = [e.to_dict() for e in events]
+            recs = [{**e.to_dict(), "processor": self.config.id, "asset": self.config.asset} for e in events]
             for r in recs:
                 self.on_event(r)
             c = SampleChunk.from_values(

@@ -77,7 +77,8 @@ class ParquetSink(Sink):
         )
         with _translated():
             self._watermarks = dict(await asyncio.to_thread(self._writer.open))
-        rec = {k: v for k, v in (self._writer.recovery or {}).items() if v}
+        repaired = ("quarantined", "rolled_forward", "torn_manifest_tail_bytes")
+        rec = {k: v for k, v in (self._writer.recovery or {}).items() if v and k in repaired}
         if rec:
             self.ctx.log.warning("dataset recovered after an unclean stop", extra={"path": str(self.root), **rec})
         self.ctx.metrics.extra = self._writer_stats

@@ -1,0 +1,254 @@
+"""The plant in a box: three simulated machines, three protocols, one agent, live anomaly scoring.
+
+Phases (all on this machine, offline):
+
+1. **learn**: the casting line (Modbus TCP), the machine tool (OPC UA) and four retrofit sensor
+   nodes (MQTT JSON + Sparkplug B, embedded broker) run normally; the agent collects into the raw
+   dataset.
+2. **train**: the raw data of the learning phase is curated onto a regular grid
+   (``dataset_builder.curate``) and one anomaly model per machine is trained (``models.train``) and
+   saved as a bundle.
+3. **watch**: the agent restarts with the models as processors; the simulators inject faults on
+   a schedule (melt temperature drop, spindle bearing fault, sensor noise burst), each logged as a
+   ground-truth label; the dashboard shows connectors, rates, buffer and anomalies live.
+4. **report**: the curated dataset (with the labels), the HTML report and the anomaly table, and
+   how to open them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CASTING_INPUTS = ["melt_temperature", "ladle_weight", "pouring_rate", "mould_temperature"]
+MILL_INPUTS = ["spindle_load", "spindle_vibration_rms", "coolant_temperature", "spindle_speed"]
+MILL_NODES = {
+    "spindle_speed": ("Monitoring/Spindle/ActualSpeed", "1/min"),
+    "spindle_load": ("Monitoring/Spindle/Load", None),
+    "spindle_vibration_rms": ("Monitoring/Spindle/VibrationRMS", None),
+    "axis_x_position": ("Monitoring/AxisX/ActualPosition", None),
+    "axis_x_load": ("Monitoring/AxisX/Load", None),
+    "coolant_temperature": ("Monitoring/Coolant/Temperature", None),
+    "coolant_flow": ("Monitoring/Coolant/Flow", None),
+    "part_counter": ("Production/PartCounter", None),
+}
+CASTING_ASSET = "demo-plant/foundry/casting-line-1/pourer"
+MILL_ASSET = "demo-plant/machining/cell-1/mill-1"
+
+
+def plant_config(out: Path, modbus_port: int, opcua_endpoint: str, mqtt_port: int,
+                 processors: list[dict[str, Any]] | None = None) -> str:
+    """The demo's one YAML file (also written to ``out/plant.yaml`` for the engineer to read)."""
+    from hardware.casting_line import load_map
+
+    cmap = load_map()
+    cfg = {
+        "version": 1,
+        "agent": {"id": "demo-gateway", "data_dir": str(out / "data"), "state_dir": str(out / "state"),
+                  "log_level": "warning", "shutdown_deadline_secs": 20, "http": {"listen_port": 0}},
+        "core": {"batch": {"max_rows": 20000, "max_age_secs": 0.5}},
+        "buffer": {"kind": "sqlite", "max_bytes": "256MiB", "when_full": "block", "fsync": "normal"},
+        "sinks": [{"id": "raw", "type": "parquet", "max_file_age_secs": 5}],
+        "connectors": [
+            {"id": "casting-plc", "type": "modbus", "asset": CASTING_ASSET.rsplit("/", 1)[0],
+             "backoff_initial_secs": 0.5, "backoff_max_secs": 5,
+             "devices": [{"name": "casting-line", "transport": "tcp", "host": "127.0.0.1", "port": modbus_port,
+                          "byte_order": cmap["byte_order"], "addressing": cmap["addressing"],
+                          "poll_interval_secs": 1.0, "poll_groups": [{"name": "fast", "poll_interval_secs": 0.2}],
+                          "request_timeout_secs": 1.0,
+                          "units": [{"unit_id": cmap["unit_id"], "asset": CASTING_ASSET, "signals": cmap["signals"]}]}]},
+            {"id": "mill-1", "type": "opcua_subscription", "endpoint": opcua_endpoint, "asset": MILL_ASSET,
+             "publishing_interval_ms": 200, "sampling_interval_ms": 100, "backoff_initial_secs": 0.5, "backoff_max_secs": 5,
+             "nodes": [{"name": n, "node_id": f"nsu=urn:axedge:sim:machine-tool;s=MachineTool1.{p}"} for n, (p, _u) in MILL_NODES.items()]},
+            {"id": "sensors", "type": "mqtt", "asset": "demo-plant/foundry/casting-line-1/sensors",
+             "broker": {"host": "127.0.0.1", "port": mqtt_port, "client_id": "demo-gateway-in", "session": "persistent"},
+             "subscriptions": [
+                 {"topic": "plant/{line}/{asset}/{signal}", "format": "json", "qos": 1,
+                  "units": {"vibration": "mm/s", "temperature": "Cel"}},
+                 {"topic": "spBv1.0/{group}/#", "format": "sparkplug_b", "qos": 0,
+                  "asset": "demo-plant/foundry/casting-line-1/{node}", "units": {"vibration": "mm/s", "temperature": "Cel"}}]},
+        ],
+        "processors": processors or [],
+    }
+    return yaml.safe_dump(cfg, sort_keys=False)
+
+
+class Dashboard:
+    """A live terminal view (redrawn in place on a terminal, a line every 5 s otherwise)."""
+
+    def __init__(self, agent, phase: str, stream=sys.stdout) -> None:
+        self.agent, self.phase, self.stream = agent, phase, stream
+        self.tty = stream.isatty()
+        self._last = (time.monotonic(), 0)
+
+    def render(self) -> str:
+        a = self.agent
+        h = a.health()
+        now = time.monotonic()
+        t0, n0 = self._last
+        rate = (h["received"] - n0) / max(1e-6, now - t0)
+        self._last = (now, h["received"])
+        lines = [f"axedge demo - {self.phase}   {rate:8.0f} samples/s   committed {h['committed']:,}   "
+                 f"buffer {sum(h['buffer_rows'].values()):,} rows   dropped {h['dropped']}   errors {h['errors']}"]
+        for name, st in h["connectors"].items():
+            cm = a.metrics.connectors.get(name.split("/")[0]) or next(iter(a.metrics.connectors.values()))
+            lines.append(f"  {name:<34} {st:<10} received {cm.received:>9,}  errors {sum(cm.errors.values()):>4}")
+        for p in a.processors:
+            st = p.stats()
+            lines.append(f"  model {p.config.id:<28} {st['state']:<10} windows {st['windows_scored']:>7,}  events {st['events']}")
+        for ev in list(a.events)[-4:]:
+            top = ", ".join(f"{s['signal'].rsplit('/', 1)[-1]} {s['share']:.0%}" for s in ev["top_signals"][:3])
+            when = time.strftime("%H:%M:%S", time.localtime(ev["start_ns"] / 1e9))
+            lines.append(f"  ANOMALY {when} {ev['processor']:<14} peak {ev['peak_score']:.3g} > {ev['threshold']:.3g}   top: {top}")
+        return "\n".join(lines)
+
+    async def run(self) -> None:
+        await self.agent.started.wait()
+        drawn = 0
+        while True:
+            await asyncio.sleep(1.0 if self.tty else 5.0)
+            text = self.render()
+            if self.tty:
+                self.stream.write(("\x1b[F\x1b[K" * drawn) + text + "\n")
+                drawn = text.count("\n") + 1
+            else:
+                self.stream.write(text.splitlines()[0] + "\n")
+            self.stream.flush()
+
+
+async def _run_agent(cfg_text: str, cfg_path: Path, secs: float, phase: str, show: bool):
+    from edge_agent.config import load_config_text
+    from edge_agent.runtime.agent import Agent
+
+    cfg_path.write_text(cfg_text, encoding="utf-8")
+    agent = Agent(load_config_text(cfg_text, fname=str(cfg_path)), config_path=cfg_path)
+    dash = asyncio.create_task(Dashboard(agent, phase).run()) if show else None
+    try:
+        await agent.run(secs, install_signals=True)
+    finally:
+        if dash:
+            dash.cancel()
+    return agent
+
+
+def _train(out: Path, t_from_ns: int) -> list[dict[str, Any]]:
+    """Curate the learning phase and train one model per machine; returns processor sections."""
+    import pyarrow.dataset as ds
+
+    import models
+    from dataset_builder.curate import build
+
+    cur = out / "learn-curated"
+    build(out / "data", cur, period="200ms", overwrite=True)
+    procs = []
+    for pid, asset, inputs in (("casting", CASTING_ASSET, CASTING_INPUTS), ("mill", MILL_ASSET, MILL_INPUTS)):
+        part = cur / "curated" / f"asset={asset.replace('/', '.')}"
+        if not part.exists():
+            print(f"  no data for {asset}; model {pid} skipped")
+            continue
+        df = ds.dataset(part, partitioning="hive").to_table().to_pandas().sort_values("time")
+        df = df[df["time"].astype("int64") >= t_from_ns // 1000]
+        have = [c for c in inputs if c in df.columns and df[c].notna().mean() > 0.8]
+        df = df[["time", *have]].dropna()
+        bundle = models.train(df, signals=have, kind="auto")
+        bundle.save(out / "models" / pid)
+        print(f"  model {pid}: {bundle.kind} on {len(df)} rows of {', '.join(have)} (threshold {bundle.threshold:.4g})")
+        procs.append({"id": pid, "type": "anomaly", "model_dir": str(out / "models" / pid), "asset": asset})
+    return procs
+
+
+def _anomaly_table(agent, labels_dir: Path, path: Path) -> list[dict[str, Any]]:
+    labels = []
+    for f in sorted(labels_dir.glob("*.jsonl")):
+        for line in f.read_text().splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                rec["source"] = f.stem
+                labels.append(rec)
+
+    def ns(v):
+        if isinstance(v, (int, float)):
+            return int(v if v > 1e15 else v * 1e9)
+        import pandas as pd
+
+        return int(pd.Timestamp(v).value)
+
+    machine = {"casting": ("casting-line", "sensors"), "mill": ("machine-tool",)}
+    rows = []
+    for ev in agent.events:
+        mine = [lb for lb in labels if lb["source"] in machine.get(ev["processor"], (lb["source"],))]
+        match = [f"{lb['source']}:{lb['kind']}" for lb in mine
+                 if ns(lb["start"]) <= ev["end_ns"] and ev["start_ns"] <= ns(lb.get("end") or lb["start"]) + 5e9]
+        rows.append({"model": f"{ev['processor']} ({ev['model']})", "start": time.strftime("%H:%M:%S", time.localtime(ev["start_ns"] / 1e9)),
+                     "end": time.strftime("%H:%M:%S", time.localtime(ev["end_ns"] / 1e9)),
+                     "peak_score": round(ev["peak_score"], 4), "threshold": round(ev["threshold"], 4),
+                     "top_signals": "; ".join(s["signal"].rsplit("/", 1)[-1] for s in ev["top_signals"]),
+                     "matches_injected_fault": "; ".join(match)})
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=["model", "start", "end", "peak_score", "threshold", "top_signals", "matches_injected_fault"])
+        w.writeheader()
+        w.writerows(rows)
+    return rows
+
+
+async def run_plant(out: Path, duration_secs: float, seed: int = 1, show: bool = True) -> dict[str, Any]:
+    from hardware.broker import EmbeddedBroker
+    from hardware.casting_line import CastingLineSim
+    from hardware.machine_tool import MachineToolSim
+    from hardware.sensors import SensorSim
+
+    out = out.resolve()
+    labels = out / "labels"
+    labels.mkdir(parents=True, exist_ok=True)
+    learn = max(15.0, 0.45 * duration_secs)
+    watch = max(10.0, duration_secs - learn)
+    fault_in = 0.35 * watch  # after the watch phase starts: the models see normal data first
+    fault_len = max(6.0, 0.45 * watch)
+    t_start_ns = time.time_ns()
+    async with CastingLineSim(port=0, labels=labels / "casting-line.jsonl", seed=seed) as cast, \
+            MachineToolSim(port=0, labels_path=labels / "machine-tool.jsonl", seed=seed) as mill, \
+            EmbeddedBroker(port=0) as broker:
+        sensors = SensorSim(broker.host, broker.port, labels=labels / "sensors.jsonl", faults="none", seed=seed)
+        sensors.start()
+        try:
+            print(f"phase 1/4 learn: {learn:.0f} s of normal operation "
+                  f"(Modbus :{cast.port}, OPC UA {mill.endpoint}, MQTT :{broker.port})", flush=True)
+            cfg_path = out / "plant.yaml"
+            text = plant_config(out, cast.port, mill.endpoint, broker.port)
+            await _run_agent(text, cfg_path, learn, "learning", show)
+            print("phase 2/4 train: curating the learning phase and training one model per machine", flush=True)
+            procs = await asyncio.to_thread(_train, out, t_start_ns + int(3e9))
+            print(f"phase 3/4 watch: {watch:.0f} s with live scoring; faults are injected on schedule", flush=True)
+            text = plant_config(out, cast.port, mill.endpoint, broker.port, processors=procs)
+            loop = asyncio.get_running_loop()
+            faults = [
+                lambda: cast.inject("melt_temperature_drop", fault_len),
+                lambda: mill.inject("bearing_fault", fault_len, 1.0, source="schedule"),
+                lambda: sensors.inject("noise_burst", 0, fault_len, signal="vibration"),
+            ]
+            for i, inject in enumerate(faults):
+                loop.call_later(fault_in + i, inject)
+            agent = await _run_agent(text, cfg_path, watch, "watching", show)
+        finally:
+            sensors.stop()
+    print("phase 4/4 report: curated dataset, report and anomaly table", flush=True)
+    return await asyncio.to_thread(_finish, out, agent)
+
+
+def _finish(out: Path, agent) -> dict[str, Any]:
+    from dataset_builder.curate import build
+    from dataset_builder.report import write as write_report
+
+    res = build(out / "data", out / "curated", period="1s", overwrite=True, events=sorted((out / "labels").glob("*.jsonl")))
+    report = write_report(out / "curated", out / "report.html")
+    table = _anomaly_table(agent, out / "labels", out / "anomalies.csv")
+    return {"raw": str(out / "data"), "curated": str(out / "curated"), "curated_rows": res.rows,
+            "report": str(report), "anomalies": str(out / "anomalies.csv"), "events": table,
+            "models": str(out / "models"), "labels": str(out / "labels")}
