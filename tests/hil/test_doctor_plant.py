@@ -72,9 +72,11 @@ def rows(report, component=None, check=None, status=None):
 async def test_healthy_plant_passes_every_check(tmp_path, mosquitto):  # noqa: F811
     async with CastingLineSim(port=0, tick_secs=0.1, seed=3) as plc:
         with MachineToolThread(update_hz=10, cycle_secs=3) as mt:
-            cfg = plant_config(tmp_path, plc.port, mt.endpoint, mosquitto.auth_port, mqtt_password=USERS["axedge"])
+            cfg = plant_config(tmp_path, plc.port, mt.endpoint, mosquitto.auth_port, mqtt_password=USERS["axedge"],
+                               uplink_port=mosquitto.plain_port)
             rc, rep, table = await doctor(cfg)
     assert rc == 0, table
+    assert rows(rep, "sink uplink", "reachable", "ok")[0]["detail"].endswith(f":{mosquitto.plain_port}: connected")
     assert rep["ok"] is True and not rows(rep, status="FAIL")
     assert "all " in table and "checks ok" in table
     n_modbus = len(yaml.safe_load((ROOT / "examples" / "casting-line.yaml").read_text())["connectors"][0]["devices"][0]["units"][0]["signals"])
