@@ -270,6 +270,8 @@ class ModbusDeviceConnector(Connector):
             self.ctx.log.warning("modbus read failed: %s", msg, extra={"connector": self.name, "error_type": kind})
 
     def _block_ok(self, pb: PlannedBlock) -> None:
+        if not self._failing:
+            return
         key = self._block_key(pb)
         if key in self._failing:
             self._failing.discard(key)

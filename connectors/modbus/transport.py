@@ -50,6 +50,7 @@ class ModbusLink:
     def __init__(self, device: ModbusDevice) -> None:
         self.device = device
         self._client = None
+        self._readers: dict = {}
 
     def _make_client(self):
         from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
@@ -81,19 +82,20 @@ class ModbusLink:
         if not ok:
             self.close()
             raise NotConnected(f"modbus device {self.device.name} at {self.device.endpoint()} unreachable")
+        c = self._client
+        self._readers = {  # read functions only: axedge never writes to a device
+            Table.holding: c.read_holding_registers,
+            Table.input: c.read_input_registers,
+            Table.coil: c.read_coils,
+            Table.discrete_input: c.read_discrete_inputs,
+        }
 
     async def read(self, block: ReadBlock) -> np.ndarray:
         from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
         if not self.connected:
             raise NotConnected(f"modbus device {self.device.name} at {self.device.endpoint()}: connection lost")
-        c = self._client
-        fn = {
-            Table.holding: c.read_holding_registers,
-            Table.input: c.read_input_registers,
-            Table.coil: c.read_coils,
-            Table.discrete_input: c.read_discrete_inputs,
-        }[block.table]
+        fn = self._readers[block.table]
         try:
             rr = await fn(block.start, count=block.count, device_id=block.unit_id)
         except ConnectionException as exc:

@@ -227,3 +227,18 @@ def test_config_layer_does_not_import_pymodbus():
     code = "import sys, connectors.modbus.config; print('pymodbus' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
+
+
+def test_reference_doc_lists_every_config_key():
+    from pathlib import Path
+
+    from connectors.modbus.config import ModbusConfig, ModbusDevice, ModbusSignal, ModbusUnit, PollGroup
+
+    doc = (Path(__file__).resolve().parents[4] / "docs" / "connectors" / "modbus.md").read_text()
+    missing = [
+        f"{m.__name__}.{name}"
+        for m in (ModbusConfig, ModbusDevice, ModbusUnit, ModbusSignal, PollGroup)
+        for name in m.model_fields
+        if f"`{name}`" not in doc
+    ]
+    assert not missing, f"document these keys in docs/connectors/modbus.md: {missing}"
