@@ -79,7 +79,9 @@ class Session:
             reconnect_on_failure=False,  # the runtime owns reconnects (with backoff)
             manual_ack=manual_ack,
         )
-        c.max_inflight_messages_set(300)  # outgoing QoS 1/2 window; paho slows down sharply with much larger ones
+        # no paho-side window: paho rescans its queue on every PUBACK when one is set (O(window) per ack);
+        # the uplink bounds its own unacknowledged publishes (max_outstanding_publishes)
+        c.max_inflight_messages_set(0)
         c.max_queued_messages_set(0)
         if cfg.username is not None:
             c.username_pw_set(cfg.username, cfg.password.get_secret_value() if cfg.password else None)
