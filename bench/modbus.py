@@ -24,7 +24,6 @@ import os
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import yaml
 

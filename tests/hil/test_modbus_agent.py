@@ -3,13 +3,11 @@
 The committed Parquet rows are compared exactly with what the simulator served; a device
 restart mid-run leaves gap rows and the data resumes; a dead device does not slow a live one."""
 
-import asyncio
 import json
 import socket
 from pathlib import Path
 
 import pyarrow.dataset as ds
-import pytest
 import yaml
 
 from dataset_builder.format import Quality
