@@ -62,7 +62,8 @@ class RegisterImage:
                 else:
                     merged.append([s, c])
             if t in ("coil", "discrete_input"):
-                out.append([SimData(s, count=c, values=False, datatype=DataType.BITS) for s, c in merged])
+                # values as a list with count=1: pymodbus' overlap check squares ``count`` for bits
+                out.append([SimData(s, values=[False] * c, datatype=DataType.BITS) for s, c in merged])
             else:
                 out.append([SimData(s, count=c, values=0, datatype=DataType.REGISTERS) for s, c in merged])
         return tuple(out)
