@@ -228,19 +228,24 @@ class MqttUplinkSink(Sink):
         vals = value_col.fill_null(math.nan).to_numpy(zero_copy_only=False).tolist()
         texts = batch.column("value_text").to_pylist()
         quals = batch.column("quality").to_numpy(zero_copy_only=False).tolist()
-        cfg = self.config
-        step = 1000
-        for a in range(0, n, step):
-            b = min(n, a + step)
-            if cfg.uns is not None:
-                self._uns(ids, ts_ms, vals, texts, valid, quals, a, b)
-            if cfg.sparkplug is not None:
-                self._ndata(ids[a:b], ts_ms[a:b], vals[a:b], texts[a:b], valid[a:b])
-            if len(self._infos) - self._confirmed > cfg.max_outstanding_publishes:
-                await asyncio.to_thread(self._wait_acks, len(self._infos) - cfg.max_outstanding_publishes // 2)
+        cols = (ids, ts_ms, vals, texts, valid, quals)
+        for a in range(0, n, 1000):  # publishing costs ~0.1 ms per row: keep it off the event loop
+            await asyncio.to_thread(self._publish_rows, cols, a, min(n, a + 1000))
         self._pending_rows += n
         if not self._session.connected:
             raise SinkUnavailable(f"uplink {self._session.where}: connection lost while publishing")
+
+    def _publish_rows(self, cols: tuple, a: int, b: int) -> None:
+        """Publish rows ``a:b`` (worker thread; paho's publish is thread-safe), then wait while too
+        many publishes are unacknowledged."""
+        ids, ts_ms, vals, texts, valid, quals = cols
+        cfg = self.config
+        if cfg.uns is not None:
+            self._uns(ids, ts_ms, vals, texts, valid, quals, a, b)
+        if cfg.sparkplug is not None:
+            self._ndata(ids[a:b], ts_ms[a:b], vals[a:b], texts[a:b], valid[a:b])
+        if len(self._infos) - self._confirmed > cfg.max_outstanding_publishes:
+            self._wait_acks(len(self._infos) - cfg.max_outstanding_publishes // 2)
 
     def _uns(self, ids, ts_ms, vals, texts, valid, quals, a: int, b: int) -> None:
         client = self._session.client
