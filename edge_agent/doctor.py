@@ -7,9 +7,10 @@ target; then disk space and permissions of the data and state directories. Print
 what is wrong and how to fix it. Exit status 0 when nothing failed (warnings allowed), 1 otherwise.
 
 Read-only like the agent: each unit is connected, polled once (poll-mode connectors) or listened
-to for ``--listen-secs`` (OPC UA subscriptions), and closed. MQTT connectors and the uplink are
-only connected (login, TLS, ACL of the subscriptions) under their own client id with a clean
-session, so a running agent's persistent session and Sparkplug host state are left alone.
+to for ``--listen-secs`` (OPC UA subscriptions, MQTT JSON topics), and closed. MQTT runs under
+its own client id with a clean session and without Sparkplug host state, so a running agent's
+persistent session is left alone; Sparkplug subscriptions are only connected (listening could
+send rebirth requests), as is the uplink broker.
 """
 
 from __future__ import annotations
@@ -118,22 +119,27 @@ async def opcua_clock_offset(ccfg: Any, state_dir: Path, timeout: float) -> floa
 
 
 def _doctor_copy(ccfg: Any) -> Any:
-    """MQTT: own client id and a clean session, never the agent's persistent session."""
+    """MQTT: own client id and a clean session, never the agent's persistent session, and no
+    Sparkplug host STATE messages (the running agent's host state stays as it is)."""
     broker = getattr(ccfg, "broker", None)
     if broker is None or not hasattr(broker, "session"):
         return ccfg
     from connectors.mqtt.config import SessionKind
 
-    b = broker.model_copy(update={"session": SessionKind.clean, "client_id": f"axedge-doctor-{ccfg.id}-{os.getpid()}"})
-    return ccfg.model_copy(update={"broker": b})
+    update: dict[str, Any] = {"broker": broker.model_copy(update={
+        "session": SessionKind.clean, "client_id": f"axedge-doctor-{ccfg.id}-{os.getpid()}"})}
+    sp = getattr(ccfg, "sparkplug", None)
+    if sp is not None and getattr(sp, "host_id", None):
+        update["sparkplug"] = sp.model_copy(update={"host_id": None})
+    return ccfg.model_copy(update=update)
 
 
 async def _check_unit(unit: Any, ccfg: Any, collector: _Collector, timeout: float, listen: float) -> list[Check]:
     name = unit.name
     mode = "probe"
     try:
-        if ccfg.type == "mqtt":
-            await asyncio.wait_for(unit.probe(), timeout)
+        if ccfg.type == "mqtt" and _sparkplug(ccfg):
+            await asyncio.wait_for(unit.probe(), timeout)  # listening could send rebirth requests: connect only
         elif unit.poll_interval_secs:
             await asyncio.wait_for(unit.probe(), timeout)
             mode = "poll"
@@ -159,6 +165,11 @@ async def _check_unit(unit: Any, ccfg: Any, collector: _Collector, timeout: floa
     if mode == "probe":
         out.append(Check(SKIP, name, "sample read", "streaming source: values arrive when published (see the status page)"))
     return out
+
+
+def _sparkplug(ccfg: Any) -> bool:
+    return any(getattr(getattr(sub, "format", None), "value", getattr(sub, "format", None)) == "sparkplug_b"
+               for sub in getattr(ccfg, "subscriptions", None) or ())
 
 
 def _security_desc(ccfg: Any) -> str:
@@ -202,7 +213,11 @@ def _signal_checks(ccfg: Any, catalog: Any, collector: _Collector, unit_ok: bool
     if not sampled:
         return out
     if not mine:
-        if unit_ok:
+        if unit_ok and ccfg.type == "mqtt":
+            out.append(Check(WARN, comp, "sample read", "subscribed, but no message arrived while listening",
+                             "check that publishers are running and the topics match; a broker ACL that denies "
+                             f"reading hides messages silently (user {getattr(ccfg.broker, 'username', None)!r})"))
+        elif unit_ok:
             out.append(Check(WARN, comp, "sample read", "no signals declared or discovered",
                              "declare signals in the config or enable discovery"))
         else:
@@ -211,7 +226,8 @@ def _signal_checks(ccfg: Any, catalog: Any, collector: _Collector, unit_ok: bool
     good = [s for s in mine if s.id in best and (best[s.id] >> 30) == 0]
     bad = [s for s in mine if s.id in best and (best[s.id] >> 30) != 0]
     missing = [s for s in mine if s.id not in best]
-    status = OK if not bad and not missing else FAIL
+    streaming = ccfg.type == "mqtt"  # a publisher may simply not have sent within the window
+    status = FAIL if bad or (missing and not streaming) else WARN if missing else OK
     out.append(Check(status, comp, "sample read", f"{len(good)}/{len(mine)} signals read with good quality"
                      + (f", {len(bad)} bad" if bad else "") + (f", {len(missing)} no value" if missing else "")))
     for s in (bad + missing)[:_MAX_SIGNAL_ROWS]:
@@ -220,8 +236,9 @@ def _signal_checks(ccfg: Any, catalog: Any, collector: _Collector, unit_ok: bool
             fix = "check the address, register type and data type; the device answered with an error for it"
         else:
             detail = f"{s.key} ({s.spec.address}): no value"
-            fix = "the unit serving this signal failed (see above) or the signal is not read in one cycle"
-        out.append(Check(FAIL, comp, "signal", detail, fix))
+            fix = ("not published while listening (publisher idle, topic mismatch or ACL)" if streaming else
+                   "the unit serving this signal failed (see above) or the signal is not read in one cycle")
+        out.append(Check(WARN if streaming and s.id not in best else FAIL, comp, "signal", detail, fix))
     if len(bad) + len(missing) > _MAX_SIGNAL_ROWS:
         out.append(Check(FAIL, comp, "signal", f"... and {len(bad) + len(missing) - _MAX_SIGNAL_ROWS} more"))
     return out
@@ -281,7 +298,7 @@ async def check_connectors(cfg: Any, timeout: float, listen: float, max_offset: 
         checks = next(unit_checks)
         out.extend(checks)
         unit_ok = any(c.status == OK for c in checks)
-        out.extend(_signal_checks(ccfg, catalog, collector, unit_ok, sampled=ccfg.type != "mqtt"))
+        out.extend(_signal_checks(ccfg, catalog, collector, unit_ok, sampled=not _sparkplug(ccfg)))
     return out
 
 

@@ -64,6 +64,33 @@ async def doctor(cfg: Path) -> tuple[int, dict, str]:
     return proc.returncode, rep, render([Check(**c) for c in rep["checks"]])
 
 
+class Publisher:
+    """A sensor publishing JSON on ``plant/line1/press1/temperature`` every 50 ms while the doctor runs."""
+
+    def __init__(self, port: int) -> None:
+        import threading
+
+        import paho.mqtt.client as paho
+
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="doctor-test-sensor")
+        self.client.username_pw_set("sensor", USERS["sensor"])
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.05):
+            self.client.publish("plant/line1/press1/temperature", json.dumps({"value": 42.5}), qos=1)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
 def rows(report, component=None, check=None, status=None):
     return [c for c in report["checks"] if (component is None or c["component"] == component)
             and (check is None or c["check"] == check) and (status is None or c["status"] == status)]
@@ -74,7 +101,11 @@ async def test_healthy_plant_passes_every_check(tmp_path, mosquitto):  # noqa: F
         with MachineToolThread(update_hz=10, cycle_secs=3) as mt:
             cfg = plant_config(tmp_path, plc.port, mt.endpoint, mosquitto.auth_port, mqtt_password=USERS["axedge"],
                                uplink_port=mosquitto.plain_port)
-            rc, rep, table = await doctor(cfg)
+            pub = Publisher(mosquitto.auth_port)
+            try:
+                rc, rep, table = await doctor(cfg)
+            finally:
+                pub.close()
     assert rc == 0, table
     assert rows(rep, "sink uplink", "reachable", "ok")[0]["detail"].endswith(f":{mosquitto.plain_port}: connected")
     assert rep["ok"] is True and not rows(rep, status="FAIL")
@@ -89,7 +120,8 @@ async def test_healthy_plant_passes_every_check(tmp_path, mosquitto):  # noqa: F
         assert clock["status"] == "ok" and abs(float(clock["detail"].split()[2].rstrip("s"))) < 2.0
     assert not rows(rep, "casting-plc", "clock offset")  # Modbus carries no server time
     assert rows(rep, "sensors", "security / login", "ok")[0]["detail"] == "plain tcp, user axedge"
-    assert rows(rep, "sensors", "sample read")[0]["status"] == "skip"
+    (mq,) = rows(rep, "sensors", "sample read")
+    assert mq["status"] == "ok" and mq["detail"].startswith("1/1 signals read"), mq  # plant/line1/press1/temperature
     assert {c["status"] for c in rows(rep, "data dir") + rows(rep, "state dir")} == {"ok"}
 
 
@@ -103,7 +135,18 @@ async def test_down_device_wrong_password_dead_uplink_and_unwritable_dir_fail_wi
         with MachineToolThread(update_hz=10, cycle_secs=3) as mt:
             cfg = plant_config(tmp_path, plc.port, mt.endpoint, mosquitto.auth_port, mqtt_password="wrong-password",
                                extra_modbus=[dead], data_dir=str(blocker / "data"), uplink_port=closed_port())
-            rc, rep, table = await doctor(cfg)
+            c = yaml.safe_load(cfg.read_text())
+            c["connectors"].append({  # logs in fine, but the ACL does not let this user read plant/#
+                "id": "reader", "type": "mqtt", "asset": "plant1/public",  # MQTT 5: the broker says so in the SUBACK
+                "broker": {"host": "127.0.0.1", "port": mosquitto.auth_port, "username": "reader", "password": USERS["reader"],
+                           "protocol": "5"},
+                "subscriptions": [{"topic": "plant/{line}/{asset}/{signal}", "format": "json", "qos": 1}]})
+            cfg.write_text(yaml.safe_dump(c, sort_keys=False))
+            pub = Publisher(mosquitto.auth_port)
+            try:
+                rc, rep, table = await doctor(cfg)
+            finally:
+                pub.close()
     assert rc == 1 and rep["ok"] is False
     assert "-> fix:" in table and "failed" in table
     (down,) = [c for c in rows(rep, check="reachable", status="FAIL") if c["component"] == "casting-plc/press-2"]
@@ -116,6 +159,10 @@ async def test_down_device_wrong_password_dead_uplink_and_unwritable_dir_fail_wi
     (login,) = rows(rep, "sensors", "security / login", "FAIL")
     assert "refused the login" in login["detail"] and "password" in login["fix"]
     assert "wrong-password" not in json.dumps(rep) and "wrong-password" not in table  # secrets never printed
+    # mosquitto accepts the subscription and silently withholds the messages: the doctor says so
+    assert rows(rep, "reader", "security / login", "ok")
+    (acl,) = rows(rep, "reader", "sample read", "warn")
+    assert "no message arrived" in acl["detail"] and "ACL" in acl["fix"] and "'reader'" in acl["fix"]
     assert rows(rep, "sink uplink", "reachable", "FAIL")[0]["fix"]
     (perm,) = rows(rep, "data dir", "permissions", "FAIL")
     assert "not a directory" in perm["detail"] and "data_dir" in perm["fix"]
