@@ -1,6 +1,5 @@
 """plan_device: signal registration (asset resolution, addresses, dtypes) and blocks per poll group."""
 
-
 from connectors.modbus.connector import plan_device
 from edge_agent.config import load_config_text
 from edge_agent.signals import SignalCatalog
