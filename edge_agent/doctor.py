@@ -114,7 +114,7 @@ async def opcua_clock_offset(ccfg: Any, state_dir: Path, timeout: float) -> floa
     finally:
         await client.disconnect()
     if server_now.tzinfo is None:
-        server_now = server_now.replace(tzinfo=dt.timezone.utc)
+        server_now = server_now.replace(tzinfo=dt.UTC)
     return server_now.timestamp() - (t0 + t1) / 2
 
 
