@@ -67,6 +67,17 @@ def _sinks(agent: Agent) -> list[dict[str, Any]]:
     return out
 
 
+def _processors(agent: Agent) -> list[dict[str, Any]]:
+    out = []
+    for p in getattr(agent, "processors", ()):
+        st = p.stats()
+        out.append({"id": p.config.id, "asset": p.config.asset, "state": st["state"], "last_error": st["last_error"],
+                    "windows_scored": st["windows_scored"], "anomalous_windows": st["anomalous_windows"],
+                    "events": st["events"], "latency_ms_p50": round(st["latency_us"].get("p50", 0) / 1000, 2)
+                    if st["latency_us"] else None})
+    return out
+
+
 def _signals(agent: Agent, tap: LastValues, query: str, limit: int) -> tuple[list[dict[str, Any]], int]:
     q = query.lower()
     rows, total = [], 0
@@ -101,6 +112,7 @@ def status(agent: Agent, tap: LastValues, *, query: str = "", limit: int = 200) 
                   "dropped": h["dropped"], "errors": h["errors"], "now_ms": int(time.time() * 1000)},
         "connectors": _connectors(agent),
         "sinks": _sinks(agent),
+        "processors": _processors(agent),
         "signals": signals,
         "signals_total": total,
         "events": events,

@@ -37,7 +37,7 @@ async def test_api_status_shows_what_the_connectors_emitted_and_the_dataset_hold
     assert 1 <= len(hist) <= 60 and hist == sorted(hist) and hist[-1] <= counter["value"]
     times = [t for t, _ in counter["history"]]
     assert all(b - a >= 1000 for a, b in zip(times, times[1:], strict=False))  # at most one point a second
-    assert st["events"] == []
+    assert st["events"] == [] and st["processors"] == []
     # every value shown is a committed sample of that signal at that time
     t = ds.dataset(tmp_path / "data" / "raw", partitioning="hive").to_table().to_pandas()
     for key, s in sig.items():
@@ -126,3 +126,19 @@ async def test_non_get_is_refused(tmp_path):
         line = await r.readline()
         w.close()
     assert line.startswith(b"HTTP/1.1 405")
+
+
+async def test_an_anomaly_processor_waiting_for_its_model_is_shown_with_the_reason(tmp_path):
+    from tests.web._agent import CFG
+
+    (tmp_path / "models" / "casting").mkdir(parents=True)  # no bundle trained yet
+    text = CFG.format(root=tmp_path, host="127.0.0.1") + f"""processors:
+  - {{id: casting, type: anomaly, model_dir: {tmp_path}/models/casting, asset: plant1/casting/line1/pourer}}
+"""
+    async with running_agent(tmp_path, config_text=text) as agent:
+        await wait_rows(agent, 20)
+        st = await get_json(f"http://127.0.0.1:{agent.http_port}/api/status")
+    (p,) = st["processors"]
+    assert p["id"] == "casting" and p["state"] != "running" and p["windows_scored"] == 0
+    assert p["last_error"] and p["latency_ms_p50"] is None
+    assert st["events"] == []

@@ -59,6 +59,7 @@ async def test_page_shows_live_values_states_buffer_and_events(tmp_path, browser
         assert await ev.count() == 1 and await ev.locator("td.score").inner_text() == "0.910"
         assert "melt_temperature (70 %)" in await ev.inner_text()
         assert await page.locator("#no-events").is_hidden()
+        assert await page.locator("#no-processors").is_visible() and await page.locator("#processors").is_hidden()
         shot = tmp_path / "status-page.png"
         await page.screenshot(path=str(shot), full_page=True)
         # the filter narrows the table on the next poll

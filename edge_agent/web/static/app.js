@@ -101,6 +101,22 @@
     }));
   }
 
+  function renderProcessors(list) {
+    $("no-processors").hidden = list.length > 0;
+    $("processors").hidden = list.length === 0;
+    fill($("processors").tBodies[0], list.map((p) => {
+      const tr = el("tr", { "data-id": p.id, "data-state": p.state });
+      tr.appendChild(el("td", {}, p.id));
+      tr.appendChild(el("td", {}, "")).appendChild(el("span", { class: "pill " + (p.state === "running" ? "connected" : "starting") }, p.state));
+      tr.appendChild(el("td", { class: "num" }, fmtInt(p.windows_scored)));
+      tr.appendChild(el("td", { class: "num" }, fmtInt(p.anomalous_windows)));
+      tr.appendChild(el("td", { class: "num" }, fmtInt(p.events)));
+      tr.appendChild(el("td", { class: "num" }, p.latency_ms_p50 === null ? "–" : p.latency_ms_p50 + " ms"));
+      tr.appendChild(el("td", { class: "muted note" }, p.last_error || ""));
+      return tr;
+    }));
+  }
+
   function renderEvents(events, nowMs) {
     const tl = $("timeline");
     tl.replaceChildren();
@@ -164,6 +180,7 @@
     $("errors").textContent = fmtInt(a.errors);
     renderConnectors(st.connectors);
     renderSinks(st.sinks);
+    renderProcessors(st.processors);
     renderEvents(st.events, a.now_ms);
     renderSignals(st.signals, st.signals_total, a.now_ms);
     document.body.setAttribute("data-updated", String(a.now_ms));
