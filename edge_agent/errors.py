@@ -21,6 +21,11 @@ paho, sqlite3, OSError) are translated once at the boundary with ``raise ... fro
     └── SinkError
         ├── SinkUnavailable     (transient) upstream away, disk momentarily full
         └── DatasetError                   dataset directory unusable / corrupt manifest
+
+Packages that must not import ``edge_agent`` keep their own small trees and are translated at
+the boundary: ``dataset_builder.format.DatasetError`` (by the Parquet sink, into
+``DatasetError`` / ``SinkUnavailable``) and ``models.errors.ModelError`` with ``TrainingDataError``,
+``InputMismatch`` and ``BundleError`` (the anomaly processor keeps the old model or waits, counted).
 """
 
 from __future__ import annotations

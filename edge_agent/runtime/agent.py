@@ -233,6 +233,21 @@ class Agent:
                 derived.extend(p.process(batch))
         return derived
 
+    async def _stop_connectors(self, tasks: list[asyncio.Task]) -> None:
+        """Cancel the connector tasks, re-cancelling any that swallow it, within half the
+        shutdown deadline; tasks still running then are abandoned (logged), never waited on."""
+        limit = time.monotonic() + self.config.agent.shutdown_deadline_secs / 2
+        pending = {t for t in tasks if not t.done()}
+        while pending and time.monotonic() < limit:
+            for t in pending:
+                t.cancel()
+            _done, pending = await asyncio.wait(pending, timeout=0.5)
+        if pending:
+            log.error("connector tasks did not stop; abandoned", extra={"tasks": sorted(t.get_name() for t in pending)})
+        for t in tasks:
+            if t.done() and not t.cancelled() and t.exception() is not None:
+                log.error("connector task failed", extra={"task": t.get_name(), "error": repr(t.exception())})
+
     @staticmethod
     async def _supervise(rc: RunningConnector) -> StartupFailed | None:
         """Run one unit; a startup failure is returned (not raised) so the agent can shut down
@@ -308,7 +323,9 @@ class Agent:
             async with asyncio.TaskGroup() as tg:
                 sink_tasks = [tg.create_task(sr.run(lambda: self._deadline), name=f"sink:{sr.sink_id}") for sr in self.sink_runners]
                 core_task = tg.create_task(self._core(), name="core")
-                conn_tasks = [tg.create_task(self._supervise(rc), name=f"connector:{rc.name}") for rc in self.running]
+                # connectors live outside the task group: a protocol library that swallows a
+                # cancellation (asyncio.wait_for on Python 3.11) must not hang the shutdown
+                conn_tasks = [asyncio.create_task(self._supervise(rc), name=f"connector:{rc.name}") for rc in self.running]
                 self.started.set()
                 log.info("agent started", extra={"connectors": len(self.running), "sinks": len(self.sink_runners),
                                                  "http_port": self.http_port})
@@ -316,9 +333,7 @@ class Agent:
                 # ---- shutdown in reverse order, inside the deadline
                 self._deadline = time.monotonic() + cfg.agent.shutdown_deadline_secs
                 log.info("agent stopping", extra={"deadline_secs": cfg.agent.shutdown_deadline_secs})
-                for t in conn_tasks:
-                    t.cancel()
-                await asyncio.gather(*conn_tasks, return_exceptions=True)
+                await self._stop_connectors(conn_tasks)
                 self.channel.close()
                 await core_task
                 for sr in self.sink_runners:
