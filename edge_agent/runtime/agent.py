@@ -29,6 +29,7 @@ from edge_agent.errors import AxedgeError, DatasetError
 from edge_agent.metrics import AgentMetrics
 from edge_agent.processors.anomaly import AnomalyProcessor
 from edge_agent.quarantine import Quarantine
+from edge_agent.runtime import sdnotify
 from edge_agent.runtime.backoff import Backoff
 from edge_agent.runtime.memory import tune_malloc
 from edge_agent.runtime.running import RunningConnector, StartupFailed
@@ -38,6 +39,14 @@ from edge_agent.sinks.base import SinkContext, SinkMetrics
 from edge_agent.sinks.registry import sink_factory
 
 log = logging.getLogger("axedge.agent")
+
+
+def _sd_notify(*states: str) -> None:
+    """Tell systemd (Type=notify units); a no-op elsewhere. A broken socket is logged, not fatal."""
+    try:
+        sdnotify.notify(*states)
+    except OSError as exc:
+        log.warning("sd_notify failed", extra={"error": str(exc)})
 
 
 def config_hash(config: AgentConfig) -> str:
@@ -327,10 +336,17 @@ class Agent:
                 # cancellation (asyncio.wait_for on Python 3.11) must not hang the shutdown
                 conn_tasks = [asyncio.create_task(self._supervise(rc), name=f"connector:{rc.name}") for rc in self.running]
                 self.started.set()
+                _sd_notify("READY=1", "STATUS=collecting")
+                wd_interval = sdnotify.watchdog_interval()
+                watchdog = (asyncio.create_task(sdnotify.watchdog_loop(wd_interval, healthy=lambda: not core_task.done()))
+                            if wd_interval else None)
                 log.info("agent started", extra={"connectors": len(self.running), "sinks": len(self.sink_runners),
                                                  "http_port": self.http_port})
                 failure = await self._wait_for_stop(duration_secs, conn_tasks)
                 # ---- shutdown in reverse order, inside the deadline
+                _sd_notify("STOPPING=1")
+                if watchdog is not None:
+                    watchdog.cancel()
                 self._deadline = time.monotonic() + cfg.agent.shutdown_deadline_secs
                 log.info("agent stopping", extra={"deadline_secs": cfg.agent.shutdown_deadline_secs})
                 await self._stop_connectors(conn_tasks)
