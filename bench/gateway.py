@@ -2,8 +2,9 @@
 
 Starts the simulated plant as separate processes on the other cores (casting line over Modbus TCP,
 machine tool over OPC UA, MQTT sensor nodes with their embedded broker), runs ``axedge run`` on the
-plant config built from ``examples/`` with the agent pinned to ONE core (``os.sched_setaffinity``,
-like ``taskset -c``), and after a warm-up measures over the steady window:
+demo plant's config (``edge_agent.demo.plant``, what ``axedge demo`` collects, without the anomaly
+models) with the agent pinned to ONE core (``os.sched_setaffinity``, like ``taskset -c``), and
+after a warm-up measures over the steady window:
 
 - CPU % of that one core (user + system time of the agent process / wall time)
 - RSS (mean and peak, sampled every second)
@@ -61,25 +62,19 @@ def start_sim(args: list[str], cores: set[int]) -> tuple[subprocess.Popen, dict]
     return proc, json.loads(line)
 
 
-def plant_config(out: Path, modbus_port: int, opcua_endpoint: str, broker: str, http_port: int) -> Path:
-    """The demo plant: the three example configs, pointed at the running simulators."""
-    cl = yaml.safe_load((ROOT / "examples" / "casting-line.yaml").read_text())
-    mt = yaml.safe_load((ROOT / "examples" / "machine-tool.yaml").read_text())
-    se = yaml.safe_load((ROOT / "examples" / "sensors.yaml").read_text())
-    cl["connectors"][0]["devices"][0]["port"] = modbus_port
-    for c in mt["connectors"]:
-        c["endpoint"] = opcua_endpoint
-        if c.get("poll_interval_secs", 0) > 5:
-            c["poll_interval_secs"] = 5
-    host, _, port = broker.removeprefix("mqtt://").rpartition(":")
-    se["connectors"][0]["broker"].update(host=host, port=int(port))
-    cfg = {
-        "agent": {"id": "bench-gateway", "data_dir": str(out / "data"), "state_dir": str(out / "state"),
-                  "log_level": "warning", "log_format": "json", "http": {"listen_port": http_port}},
-        "buffer": {"kind": "sqlite", "max_bytes": "1GiB", "fsync": "normal"},
-        "sinks": [{"id": "raw", "type": "parquet", "max_file_age_secs": 60}],
-        "connectors": cl["connectors"] + mt["connectors"] + se["connectors"],
-    }
+def plant_config(out: Path, modbus_port: int, opcua_endpoint: str, broker: str, http_port: int,
+                 file_age_secs: float) -> Path:
+    """The demo plant's config (``edge_agent.demo.plant``), pointed at the running simulators, with
+    a known HTTP port and gateway-like file rotation."""
+    from edge_agent.demo.plant import plant_config as demo_plant_config
+
+    mqtt_port = int(broker.rpartition(":")[2])
+    cfg = yaml.safe_load(demo_plant_config(out, modbus_port, opcua_endpoint, mqtt_port))
+    cfg["agent"]["id"] = "bench-gateway"
+    cfg["agent"]["http"] = {"listen_port": http_port}
+    for sink in cfg["sinks"]:
+        if sink["type"] == "parquet":
+            sink["max_file_age_secs"] = file_age_secs
     path = out / "plant.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
@@ -138,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-sims", action="store_true", help="do not start the simulators (with --config)")
     ap.add_argument("--sensor-nodes", type=int, default=4)
     ap.add_argument("--sensor-rate-hz", type=float, default=10.0)
+    ap.add_argument("--file-age-secs", type=float, default=300.0, help="Parquet rotation of the demo plant (default 300, as on a gateway)")
     ap.add_argument("--profiles", type=Path, default=ROOT / "hardware" / "gateway_profiles.yaml")
     ap.add_argument("--keep", action="store_true", help="keep the output directory")
     args = ap.parse_args(argv)
@@ -163,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                                "--rate-hz", str(args.sensor_rate_hz), "--faults", "none"], others)
             sims.append(p)
             http_port = free_port()
-            cfg_path = plant_config(out, cl["port"], mt["endpoint"], se["broker"], http_port)
+            cfg_path = plant_config(out, cl["port"], mt["endpoint"], se["broker"], http_port, args.file_age_secs)
             data_dir, state_dir = out / "data", out / "state"
         if args.no_sims and not args.config:
             ap.error("--no-sims needs --config")
@@ -232,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         "agent_core": agent_core,
         "window_secs": round(wall, 1),
         "warmup_secs": args.warmup_secs,
-        "config": str(cfg_path) if args.config else "demo plant (examples/casting-line + machine-tool + sensors)",
+        "config": str(cfg_path) if args.config else f"demo plant (edge_agent.demo.plant), files rotated every {args.file_age_secs:g} s",
         "sensor_nodes": None if args.config else args.sensor_nodes,
         "measured": measured,
         "profiles": compare(measured, profiles),
