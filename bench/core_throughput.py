@@ -48,6 +48,7 @@ connectors:
     rate_hz: 10
     chunk_secs: {chunk_secs}
     max_speed: true
+    replay: true
     max_rows: {rows}
     bulk: {{count: {signals}, assets: {assets}, waveform: sine}}
 """

@@ -50,6 +50,11 @@ class SyntheticConfig(ConnectorConfigBase):
         description="Generate as fast as the core accepts, with simulated timestamps (benchmarks); otherwise real time",
     )
     max_rows: int | None = Field(None, ge=1, description="Stop after emitting this many rows (benchmarks, tests)")
+    replay: bool = Field(
+        False,
+        description="Generate one chunk of values and re-emit it with advancing timestamps (counters keep counting): "
+        "a source that costs almost nothing, for measuring the core (bench/core_throughput.py)",
+    )
     seed: int = Field(0, description="Random seed (noise and random walks)")
     signals: list[SyntheticSignal] = Field(default_factory=list, description="Signals listed one by one")
     bulk: BulkSignals | None = Field(None, description="Many generated signals")

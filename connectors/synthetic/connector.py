@@ -20,6 +20,7 @@ class SyntheticConnector(Connector):
         super().__init__(config, ctx)
         self._ids: np.ndarray | None = None
         self._emitted = 0
+        self._block: SampleChunk | None = None
 
     async def connect(self) -> None:
         cfg = self.config
@@ -77,6 +78,22 @@ class SyntheticConnector(Connector):
         self._t0_ns = time.time_ns()
         self._step = 0  # sample index on the rate grid
 
+    def _replayed(self, steps: int, now_ns: int) -> SampleChunk:
+        """``replay`` mode: the first generated chunk again, timestamps (and counters) advanced."""
+        if self._block is None:
+            first = self._generate(steps, now_ns)
+            self._block = first
+            self._is_counter = np.tile(self._wave == _WAVE_CODES[Waveform.counter], steps)
+            self._counter_step = np.tile(self._amp, steps)
+            return first
+        b = self._block
+        n_sig = self._ids.shape[0]
+        shift = self._step * int(1e9 / self.config.rate_hz)
+        value = b.value + np.where(self._is_counter, self._step * self._counter_step, 0.0)
+        self._step += steps
+        return SampleChunk(b.signal_id, b.source_time_ns + shift, np.full(steps * n_sig, now_ns, dtype=np.int64),
+                           value, b.quality)
+
     def _generate(self, steps: int, now_ns: int) -> SampleChunk:
         """``steps`` samples per signal, vectorised; rows ordered by time then signal."""
         cfg = self.config
@@ -124,7 +141,7 @@ class SyntheticConnector(Connector):
                 delay = due - self.ctx.clock()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            chunk = self._generate(steps, time.time_ns())
+            chunk = (self._replayed if cfg.replay else self._generate)(steps, time.time_ns())
             if cfg.max_rows is not None and self._emitted + len(chunk) > cfg.max_rows:
                 keep = cfg.max_rows - self._emitted
                 chunk = SampleChunk(

@@ -27,6 +27,7 @@ class SinkRunner:
         self._data = asyncio.Event()
         self._space = asyncio.Event()
         self._stopping = False
+        self._pressure = False  # a put is waiting for room: commit early to free the buffer
         self._backoff = Backoff(0.5, 30.0)
 
     async def open(self) -> None:
@@ -53,6 +54,8 @@ class SinkRunner:
                 if deadline is not None and time.monotonic() > deadline:
                     self.buffer.on_drop(batch.num_rows, "shutdown_deadline")
                     return False
+                self._pressure = True
+                self._data.set()  # wake the sink loop so it commits what it holds
                 self._space.clear()
                 try:
                     await asyncio.wait_for(self._space.wait(), 0.5)
@@ -73,6 +76,9 @@ class SinkRunner:
                     dl = deadline_fn()
                     if dl is not None and time.monotonic() > dl:
                         break
+                if pending and self._pressure:
+                    pending = await self._commit(pending)
+                    continue
                 tx = await asyncio.to_thread(self.buffer.begin, self.max_rows_per_tx)
                 if tx is None:
                     if pending and (self._stopping or self.sink.commit_due()):
@@ -118,6 +124,7 @@ class SinkRunner:
             return await self._fail(pending, exc)
         for tx in pending:
             await asyncio.to_thread(self.buffer.end, tx, True)
+        self._pressure = False
         self._space.set()
         self._backoff.reset()
         self.state = "connected"
