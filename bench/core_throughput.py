@@ -54,6 +54,15 @@ connectors:
 """
 
 
+def peak_rss_mb() -> float:
+    """VmHWM of this process. (ru_maxrss survives execve, so a child started by a big parent
+    would report the parent's peak.)"""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(args: argparse.Namespace) -> None:
     from edge_agent.config import load_config_text
     from edge_agent.runtime.agent import Agent
@@ -82,7 +91,7 @@ def child(args: argparse.Namespace) -> None:
                 "setup_secs": t_start - t0, "dropped": res.dropped}
 
     out = asyncio.run(main())
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mb"] = peak_rss_mb()
     out["samples_per_sec"] = out["rows"] / out["elapsed_secs"]
     print(json.dumps(out))
 
