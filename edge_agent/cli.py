@@ -116,6 +116,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             total["connectors"] = res.connectors
             if agent.next_config is None:
                 break
+            from edge_agent.runtime import sdnotify
+
+            try:
+                sdnotify.notify("RELOADING=1")
+            except OSError:
+                pass  # not fatal: systemd only misses a status line
             holder["agent"] = Agent(agent.next_config, config_path=Path(args.config))
             total["reloads"] = total.get("reloads", 0) + 1
         print(json.dumps(total))

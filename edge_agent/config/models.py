@@ -7,7 +7,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Union
 
-from pydantic import ByteSize, Field, field_validator, model_validator
+from pydantic import ByteSize, Field, SecretStr, field_validator, model_validator
 
 from connectors.registry import connector_config_models
 from edge_agent.config.base import ComponentId, StrictModel
@@ -26,6 +26,9 @@ class HttpConfig(StrictModel):
     enabled: bool = Field(True, description="Serve /metrics (Prometheus) and /healthz")
     listen_host: str = Field("127.0.0.1", description="Bind address; keep loopback unless a firewall protects the gateway")
     listen_port: int = Field(9108, ge=0, le=65535, description="TCP port (0 = pick a free port)")
+    token: SecretStr | None = Field(
+        None, description="Access token for the status page and API (required when listen_host is not loopback); "
+        "use ${env:NAME} or ${file:/run/credentials/...}; default: $AXEDGE_HTTP_TOKEN")
 
 
 class AgentSection(StrictModel):

@@ -78,6 +78,7 @@ class Agent:
         self.processors: list[AnomalyProcessor] = []
         self.events: deque[dict[str, Any]] = deque(maxlen=200)  # recent anomaly events (status page)
         self.on_batch: list[Any] = []  # taps fed with every flushed batch (status page last values)
+        self.last_values: Any = None  # the status page's LastValues tap, set by serve_http
         self.http_port: int | None = None
         self._stop = asyncio.Event()
         self.next_config: AgentConfig | None = None
@@ -292,7 +293,9 @@ class Agent:
         if cfg.agent.http.enabled:
             from edge_agent.runtime.http import serve_http
 
-            self._http = await serve_http(self, cfg.agent.http.listen_host, cfg.agent.http.listen_port)
+            tok = cfg.agent.http.token
+            self._http = await serve_http(self, cfg.agent.http.listen_host, cfg.agent.http.listen_port,
+                                          token=tok.get_secret_value() if tok is not None else None)
             self.http_port = self._http.sockets[0].getsockname()[1]
 
     async def _wait_for_stop(self, duration_secs: float | None, conn_tasks: list[asyncio.Task]) -> StartupFailed | None:
@@ -344,7 +347,8 @@ class Agent:
                                                  "http_port": self.http_port})
                 failure = await self._wait_for_stop(duration_secs, conn_tasks)
                 # ---- shutdown in reverse order, inside the deadline
-                _sd_notify("STOPPING=1")
+                if self.next_config is None:  # a reload restarts the pipeline: systemd sees RELOADING=1
+                    _sd_notify("STOPPING=1")
                 if watchdog is not None:
                     watchdog.cancel()
                 self._deadline = time.monotonic() + cfg.agent.shutdown_deadline_secs
