@@ -222,7 +222,10 @@ async def run_plant(out: Path, duration_secs: float, seed: int = 1, show: bool =
                   f"(Modbus :{cast.port}, OPC UA {mill.endpoint}, MQTT :{broker.port})", flush=True)
             cfg_path = out / "plant.yaml"
             text = plant_config(out, cast.port, mill.endpoint, broker.port)
-            await _run_agent(text, cfg_path, learn, "learning", show)
+            agent = await _run_agent(text, cfg_path, learn, "learning", show)
+            if agent.stop_requested:  # Ctrl-C: keep what was collected, skip to the report
+                print("stopped during learning: building the datasets from what was collected", flush=True)
+                return await asyncio.to_thread(_finish, out, agent)
             print("phase 2/4 train: curating the learning phase and training one model per machine", flush=True)
             procs = await asyncio.to_thread(_train, out, t_start_ns + int(3e9))
             print(f"phase 3/4 watch: {watch:.0f} s with live scoring; faults are injected on schedule", flush=True)

@@ -90,6 +90,11 @@ class Agent:
     def request_stop(self) -> None:
         self._stop.set()
 
+    @property
+    def stop_requested(self) -> bool:
+        """True when a stop was asked for (signal, ``request_stop``), not just the duration ending."""
+        return self._stop.is_set() and self.next_config is None
+
     def request_reload(self) -> None:
         """SIGHUP: validate the config file again; if it is valid, stop in order (everything
         flushed into the durable buffers and committed) and let the caller start an agent on the
