@@ -194,3 +194,41 @@ def test_sighup_reload_valid_then_invalid_config(tmp_path):
     t = ds.dataset(tmp_path / "data" / "raw", partitioning="hive").to_table().to_pandas()
     assert len(t) == summary["committed"] > 0
     assert not t.duplicated(["signal", "time"]).any()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens here once the socket is closed
+
+
+def test_startup_error_policy_error_stops_in_order_and_ignore_keeps_running(tmp_path):
+    port = _closed_port()
+    dead = f"""\
+  - id: dead-plc
+    type: modbus
+    asset: plant1/casting/line2
+    on_startup_error: {{policy}}
+    devices:
+      - name: plc2
+        host: 127.0.0.1
+        port: {port}
+        request_timeout_secs: 0.5
+        units:
+          - unit_id: 1
+            signals:
+              - {{{{name: temp, table: holding, address: 0, type: int16}}}}
+"""
+    base = cfg_text(tmp_path, rows=500)
+    p = tmp_path / "plant.yaml"
+    p.write_text(base + dead.format(policy="error"))
+    r = _axedge("run", str(p), "--duration-secs", "20")
+    assert r.returncode == 1
+    assert "dead-plc" in r.stderr and "could not start" in r.stderr
+    p.write_text(base + dead.format(policy="ignore"))
+    r = _axedge("run", str(p), "--duration-secs", "3")
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["committed"] >= 1100  # the healthy connectors delivered everything
