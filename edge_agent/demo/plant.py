@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-CASTING_INPUTS = ["melt_temperature", "ladle_weight", "pouring_rate", "mould_temperature"]
+CASTING_INPUTS = ["melt_temperature", "ladle_weight", "pouring_rate", "stopper_position"]  # the 0.2 s poll group: a 1 s signal would be stale on the model grid
 MILL_INPUTS = ["spindle_load", "spindle_vibration_rms", "coolant_temperature", "spindle_speed"]
 MILL_NODES = {
     "spindle_speed": ("Monitoring/Spindle/ActualSpeed", "1/min"),
@@ -41,6 +41,8 @@ MILL_NODES = {
 }
 CASTING_ASSET = "demo-plant/foundry/casting-line-1/pourer"
 MILL_ASSET = "demo-plant/machining/cell-1/mill-1"
+SENSOR_ASSET = "demo-plant/foundry/casting-line-1/sensor0"
+SENSOR_INPUTS = ["vibration", "temperature"]
 
 
 def plant_config(out: Path, modbus_port: int, opcua_endpoint: str, mqtt_port: int,
@@ -71,7 +73,7 @@ def plant_config(out: Path, modbus_port: int, opcua_endpoint: str, mqtt_port: in
              "broker": {"host": "127.0.0.1", "port": mqtt_port, "client_id": "demo-gateway-in", "session": "persistent"},
              "subscriptions": [
                  {"topic": "plant/{line}/{asset}/{signal}", "format": "json", "qos": 1,
-                  "units": {"vibration": "mm/s", "temperature": "Cel"}},
+                  "asset": "demo-plant/foundry/casting-line-1/{asset}", "units": {"vibration": "mm/s", "temperature": "Cel"}},
                  {"topic": "spBv1.0/{group}/#", "format": "sparkplug_b", "qos": 0,
                   "asset": "demo-plant/foundry/casting-line-1/{node}", "units": {"vibration": "mm/s", "temperature": "Cel"}}]},
         ],
@@ -148,7 +150,8 @@ def _train(out: Path, t_from_ns: int) -> list[dict[str, Any]]:
     cur = out / "learn-curated"
     build(out / "data", cur, period="200ms", overwrite=True)
     procs = []
-    for pid, asset, inputs in (("casting", CASTING_ASSET, CASTING_INPUTS), ("mill", MILL_ASSET, MILL_INPUTS)):
+    for pid, asset, inputs in (("casting", CASTING_ASSET, CASTING_INPUTS), ("mill", MILL_ASSET, MILL_INPUTS),
+                               ("sensor0", SENSOR_ASSET, SENSOR_INPUTS)):
         part = cur / "curated" / f"asset={asset.replace('/', '.')}"
         if not part.exists():
             print(f"  no data for {asset}; model {pid} skipped")
@@ -156,8 +159,9 @@ def _train(out: Path, t_from_ns: int) -> list[dict[str, Any]]:
         df = ds.dataset(part, partitioning="hive").to_table().to_pandas().sort_values("time")
         df = df[df["time"].astype("int64") >= t_from_ns // 1000]
         have = [c for c in inputs if c in df.columns and df[c].notna().mean() > 0.8]
-        df = df[["time", *have]].dropna()
-        bundle = models.train(df, signals=have, kind="auto")
+        df = df[["time", *have]].dropna().rename(columns={c: f"{asset}/{c}" for c in have})
+        keys = [f"{asset}/{c}" for c in have]  # full signal keys: names alone repeat across sensor nodes
+        bundle = models.train(df, signals=keys, kind="auto")
         bundle.save(out / "models" / pid)
         print(f"  model {pid}: {bundle.kind} on {len(df)} rows of {', '.join(have)} (threshold {bundle.threshold:.4g})")
         procs.append({"id": pid, "type": "anomaly", "model_dir": str(out / "models" / pid), "asset": asset})
@@ -180,12 +184,13 @@ def _anomaly_table(agent, labels_dir: Path, path: Path) -> list[dict[str, Any]]:
 
         return int(pd.Timestamp(v).value)
 
-    machine = {"casting": ("casting-line", "sensors"), "mill": ("machine-tool",)}
+    machine = {"casting": ("casting-line",), "mill": ("machine-tool",), "sensor0": ("sensors",)}
     rows = []
     for ev in agent.events:
         mine = [lb for lb in labels if lb["source"] in machine.get(ev["processor"], (lb["source"],))]
+        # a detection is an event that starts while the fault is on (not an alarm already running)
         match = [f"{lb['source']}:{lb['kind']}" for lb in mine
-                 if ns(lb["start"]) <= ev["end_ns"] and ev["start_ns"] <= ns(lb.get("end") or lb["start"]) + 5e9]
+                 if ns(lb["start"]) - 1e9 <= ev["start_ns"] <= ns(lb.get("end") or lb["start"])]
         rows.append({"model": f"{ev['processor']} ({ev['model']})", "start": time.strftime("%H:%M:%S", time.localtime(ev["start_ns"] / 1e9)),
                      "end": time.strftime("%H:%M:%S", time.localtime(ev["end_ns"] / 1e9)),
                      "peak_score": round(ev["peak_score"], 4), "threshold": round(ev["threshold"], 4),
@@ -207,13 +212,14 @@ async def run_plant(out: Path, duration_secs: float, seed: int = 1, show: bool =
     out = out.resolve()
     labels = out / "labels"
     labels.mkdir(parents=True, exist_ok=True)
-    learn = max(15.0, 0.45 * duration_secs)
+    learn = max(15.0, 0.55 * duration_secs)
     watch = max(10.0, duration_secs - learn)
     fault_in = 0.35 * watch  # after the watch phase starts: the models see normal data first
     fault_len = max(6.0, 0.45 * watch)
     t_start_ns = time.time_ns()
-    async with CastingLineSim(port=0, labels=labels / "casting-line.jsonl", seed=seed) as cast, \
-            MachineToolSim(port=0, labels_path=labels / "machine-tool.jsonl", seed=seed) as mill, \
+    # machines run their cycles faster than life so the short learning phase sees several of them
+    async with CastingLineSim(port=0, labels=labels / "casting-line.jsonl", seed=seed, speed=4.0) as cast, \
+            MachineToolSim(port=0, labels_path=labels / "machine-tool.jsonl", seed=seed, cycle_secs=6.0) as mill, \
             EmbeddedBroker(port=0) as broker:
         sensors = SensorSim(broker.host, broker.port, labels=labels / "sensors.jsonl", faults="none", seed=seed)
         sensors.start()
