@@ -18,6 +18,7 @@ from dataset_builder.format import Quality
 from edge_agent.config import load_config_text
 from edge_agent.core.channel import BoundedChannel
 from edge_agent.signals import SignalCatalog
+from tests._modbus import poll_once_by_name
 from hardware._modbus_server import ModbusDeviceServer, RegisterImage
 
 CASES = Path(__file__).resolve().parents[1] / "connectors" / "modbus" / "cases"
@@ -88,21 +89,7 @@ async def run_case(name: str, transport: str, endpoint: dict, server_kwargs: dic
             endpoint["port"] = server.port
             cfg = cfg.model_copy(update={"devices": [cfg.devices[0].model_copy(update={"port": server.port})]})
         (unit,) = build(cfg, ctx)
-        await unit.connect()
-        try:
-            await unit.poll()
-        finally:
-            await unit.aclose()
-    got = {}
-    while len(ch):
-        c = await ch.recv()
-        for i in range(len(c)):
-            got[ctx.catalog.get(int(c.signal_id[i])).spec.name] = (
-                float(c.value[i]),
-                c.text[i] if c.text is not None else None,
-                int(c.quality[i]),
-                True if c.valid is None else bool(c.valid[i]),
-            )
+        got = await poll_once_by_name(unit, ctx, ch)
     signal_rows = [e for e in expected if "signal" in e]
     assert set(got) == {e["signal"] for e in signal_rows}
     for e in signal_rows:

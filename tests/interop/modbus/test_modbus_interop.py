@@ -15,6 +15,7 @@ from dataset_builder.format import Quality
 from edge_agent.config import load_config_text
 from edge_agent.core.channel import BoundedChannel
 from edge_agent.signals import SignalCatalog
+from tests._modbus import poll_once_by_name
 
 HERE = Path(__file__).resolve().parent
 CASES = HERE.parents[1] / "connectors" / "modbus" / "cases"
@@ -60,21 +61,7 @@ async def test_case_against_modbus_serial(name, serve):
     ch = BoundedChannel(1000, 1_000_000)
     ctx = ConnectorContext("interop", SignalCatalog(), ch.send)
     (unit,) = build(cfg, ctx)
-    await unit.connect()
-    try:
-        await unit.poll()
-    finally:
-        await unit.aclose()
-    got = {}
-    while len(ch):
-        c = await ch.recv()
-        for i in range(len(c)):
-            got[ctx.catalog.get(int(c.signal_id[i])).spec.name] = (
-                float(c.value[i]),
-                c.text[i] if c.text is not None else None,
-                int(c.quality[i]),
-                True if c.valid is None else bool(c.valid[i]),
-            )
+    got = await poll_once_by_name(unit, ctx, ch)
     expected = [json.loads(x) for x in (folder / "expected.jsonl").read_text().splitlines() if x.strip()]
     for e in expected:
         if "requests" in e:
