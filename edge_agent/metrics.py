@@ -95,6 +95,7 @@ class AgentMetrics:
         self.flushes = Counter("axedge_batch_flushes", "Batches flushed by the core, by reason", ["reason"], registry=self.registry)
         self.batch_rows = Counter("axedge_core_rows", "Rows batched by the core", registry=self.registry)
         self.reconnects = Counter("axedge_connector_reconnects", "Connector reconnect attempts", ["connector"], registry=self.registry)
+        self.core_errors = Counter("axedge_core_errors", "Agent-level errors by type (e.g. catalog_save)", ["type"], registry=self.registry)
         self.up = Gauge("axedge_up", "1 while the agent runs", registry=self.registry)
         self.registry.register(_ComponentCollector(self))
 

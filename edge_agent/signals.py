@@ -4,13 +4,22 @@ A signal has an asset path (ISA-95 style: site/area/line/cell/asset, 1 to 5 leve
 unique within its asset, a unit, a data type, the source address it is read from, and optional
 semantic id and description. Signals come from the config or are discovered at run time (OPC UA
 browse, MQTT topic templates, Sparkplug births); both go through :meth:`SignalCatalog.register`.
+
+Ids are run-local, but batches in a durable buffer outlive the run that wrote them. So the agent
+saves the catalog (:func:`save_catalog`) before any batch that uses a new id enters a buffer, and
+a restart that finds rows waiting in a buffer preloads it (:meth:`SignalCatalog.preload`): every
+key gets its old id back whatever order the connectors register in this time.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import threading
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from dataset_builder.format import asset_partition_value
@@ -81,7 +90,35 @@ class SignalCatalog:
         self._by_key: dict[str, Signal] = {}
         self._by_id: list[Signal] = []
         self._lock = threading.Lock()
+        self._provisional: set[int] = set()  # preloaded from an earlier run, not declared again yet
         self.version = 0
+
+    def preload(self, records: list[dict[str, Any]]) -> int:
+        """Install the signals of an earlier run (``to_records`` rows) under their old ids, as
+        provisional: the first connector that declares the same key again takes the id over, with
+        its current spec. Only on an empty catalog; the ids must be dense (0..n-1). Returns how
+        many were installed."""
+        with self._lock:
+            if self._by_id:
+                raise RuntimeError("preload needs an empty catalog")
+            rows = sorted(records, key=lambda r: int(r["id"]))
+            if [int(r["id"]) for r in rows] != list(range(len(rows))):
+                raise ValueError("stored signal ids are not dense 0..n-1")
+            for r in rows:
+                spec = SignalSpec(
+                    name=r["name"], asset=r["asset"], dtype=DataType(r["dtype"]), unit=r.get("unit"),
+                    address=r.get("address") or "", connector=r.get("connector") or "",
+                    semantic_id=r.get("semantic_id"), description=r.get("description"),
+                    extra=dict(r.get("extra") or {}),
+                )
+                if spec.key != r["key"] or spec.key in self._by_key:
+                    raise ValueError(f"stored signal {r['key']!r} is inconsistent or repeated")
+                sig = Signal.make(int(r["id"]), spec)
+                self._by_id.append(sig)
+                self._by_key[spec.key] = sig
+            self._provisional = set(range(len(rows)))
+            self.version += 1
+            return len(rows)
 
     def register(self, spec: SignalSpec, *, replace: bool = False) -> int:
         """Register ``spec`` and return its id. Registering the same key again returns the same id
@@ -91,9 +128,11 @@ class SignalCatalog:
         with self._lock:
             old = self._by_key.get(spec.key)
             if old is not None:
+                provisional = old.id in self._provisional
+                self._provisional.discard(old.id)
                 if old.spec == spec:
                     return old.id
-                if replace or old.spec.connector == spec.connector:
+                if replace or provisional or old.spec.connector == spec.connector:
                     sig = Signal.make(old.id, spec)
                     self._by_key[spec.key] = sig
                     self._by_id[old.id] = sig
@@ -146,3 +185,41 @@ class SignalCatalog:
                 "extra": dict(sp.extra),
             })
         return rows
+
+
+log = logging.getLogger("axedge.signals")
+
+
+def save_catalog(path: Path, catalog: SignalCatalog) -> None:
+    """Write the catalog's records to ``path`` atomically (temp file, fsync, rename, directory
+    fsync): after a crash the file is the old or the new catalog, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    data = json.dumps({"format": 1, "signals": catalog.to_records()}, separators=(",", ":"), default=str)
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def load_catalog(path: Path) -> list[dict[str, Any]] | None:
+    """The records saved by :func:`save_catalog`, or None when there is no usable file (a damaged
+    one is logged; rows it would have named are then kept as ``unknown/<id>`` by the writer)."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if doc.get("format") != 1 or not isinstance(doc.get("signals"), list):
+            raise ValueError(f"unknown catalog format {doc.get('format')!r}")
+        return doc["signals"]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, AttributeError) as exc:
+        log.error("stored signal catalog unusable; buffered rows may be written as unknown/<id>",
+                  extra={"path": str(path), "error": str(exc)})
+        return None

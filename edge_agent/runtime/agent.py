@@ -34,7 +34,7 @@ from edge_agent.runtime.backoff import Backoff
 from edge_agent.runtime.memory import tune_malloc
 from edge_agent.runtime.running import RunningConnector, StartupFailed
 from edge_agent.runtime.sink_runner import SinkRunner
-from edge_agent.signals import SignalCatalog
+from edge_agent.signals import SignalCatalog, load_catalog, save_catalog
 from edge_agent.sinks.base import SinkContext, SinkMetrics
 from edge_agent.sinks.registry import sink_factory
 
@@ -223,6 +223,41 @@ class Agent:
                 batcher.add(derived)
         await self._flush(batcher, "shutdown", process=False)
 
+    def _restore_catalog(self) -> None:
+        """Buffered batches carry the signal ids of the run that wrote them. When any buffer
+        still holds rows, take the saved catalog back first so each key keeps its id."""
+        cfg = self.config
+        self._durable = cfg.buffer.kind is BufferKind.sqlite
+        self._catalog_path = Path(cfg.agent.state_dir) / "signals.json"
+        self._saved_catalog_version = -1
+        if not self._durable or not any(sr.buffer.rows for sr in self.sink_runners):
+            return
+        records = load_catalog(self._catalog_path)
+        if records is None:
+            log.warning("buffered rows but no stored signal catalog; their signals will be unknown/<id>",
+                        extra={"path": str(self._catalog_path)})
+            return
+        try:
+            n = self.catalog.preload(records)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("stored signal catalog rejected; buffered rows may be written as unknown/<id>",
+                      extra={"path": str(self._catalog_path), "error": str(exc)})
+            return
+        self._saved_catalog_version = self.catalog.version
+        log.info("signal catalog restored for buffered rows", extra={"signals": n})
+
+    def _save_catalog(self) -> None:
+        """Before a batch enters a durable buffer, every id it uses must be in the saved catalog."""
+        if self._durable and self.catalog.version != self._saved_catalog_version:
+            version = self.catalog.version
+            try:
+                save_catalog(self._catalog_path, self.catalog)
+            except OSError as exc:
+                self.metrics.core_errors.labels("catalog_save").inc()
+                log.error("cannot save the signal catalog", extra={"path": str(self._catalog_path), "error": str(exc)})
+                return
+            self._saved_catalog_version = version
+
     async def _flush(self, batcher: Batcher, reason: str, *, process: bool = True) -> list:
         """Flush the batch into every sink's buffer, run the durability callbacks, feed the
         processors; returns the samples the processors derived (scores, events)."""
@@ -232,6 +267,7 @@ class Agent:
         batch = flushed.batch
         self.metrics.flushes.labels(flushed.reason).inc()
         self.metrics.batch_rows.inc(batch.num_rows)
+        self._save_catalog()
         for sr in self.sink_runners:
             await sr.put(batch, deadline=self._deadline)
         for cb in flushed.callbacks:
@@ -288,6 +324,7 @@ class Agent:
             on_drop=lambda rows, reason: self.metrics.count_dropped("channel", reason, rows),
         )
         self._build_sinks()
+        self._restore_catalog()
         for sr in self.sink_runners:  # 1. sinks: open datasets, recover, replay
             await sr.open()
         self._build_connectors()

@@ -58,10 +58,6 @@ def _values(data: Path) -> list[int]:
     return [int(v) for v in t.column("value").to_pylist()]
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known bug, open in issue 2's note: signal ids are not stable across restarts for signals registered at run "
-    "time (MQTT topics), so a batch replayed from the durable buffer before the topic is seen again is written "
-    "as unknown/<id>; the catalog must be persisted with the buffer. Fails intermittently, by timing."))
 def test_sigkill_while_qos1_flows_loses_nothing(mosquitto_factory, tmp_path):
     broker = mosquitto_factory()
     cfg = tmp_path / "agent.yaml"
