@@ -39,6 +39,7 @@ class ConnectorMetrics:
         self.errors: dict[str, int] = {}
         self.dropped: dict[str, int] = {}
         self.quarantined: dict[str, int] = {}
+        self.events: dict[str, int] = {}  # protocol events that are not errors (e.g. Sparkplug rebirth requests)
         self.gaps = 0
 
     def count_received(self, n: int) -> None:
@@ -46,6 +47,9 @@ class ConnectorMetrics:
 
     def count_error(self, type_: str, n: int = 1) -> None:
         self.errors[type_] = self.errors.get(type_, 0) + n
+
+    def count_event(self, type_: str, n: int = 1) -> None:
+        self.events[type_] = self.events.get(type_, 0) + n
 
     def count_dropped(self, n: int, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + n

@@ -37,8 +37,12 @@ class _ComponentCollector(Collector):
         files = CounterMetricFamily("axedge_files_committed", "Files committed by sinks", labels=["sink"])
         buf_rows = GaugeMetricFamily("axedge_buffer_rows", "Rows held in the sink's buffer", labels=["sink"])
         buf_bytes = GaugeMetricFamily("axedge_buffer_bytes", "Bytes held in the sink's buffer", labels=["sink"])
+        conn_events = CounterMetricFamily("axedge_connector_events", "Protocol events that are not errors "
+                                          "(e.g. Sparkplug rebirth requests)", labels=["connector", "event"])
         for name, cm in self.m.connectors.items():
             received.add_metric([name], cm.received)
+            for t, n in cm.events.items():
+                conn_events.add_metric([name, t], n)
             gaps.add_metric([name], cm.gaps)
             for t, n in cm.errors.items():
                 errors.add_metric([name, t], n)
@@ -80,7 +84,7 @@ class _ComponentCollector(Collector):
             for q, us in st["latency_us"].items():
                 latency.add_metric([name, q], us / 1e6)
         yield from (received, errors, dropped, quarantined, gaps, state, committed, files, buf_rows, buf_bytes, sink_events,
-                    scored, skipped, events, latency)
+                    conn_events, scored, skipped, events, latency)
 
 
 class AgentMetrics:

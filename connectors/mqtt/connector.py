@@ -418,7 +418,7 @@ class MqttConnector(Connector):
         if res.rebirth is not None:
             group, node = res.rebirth
             session.client.publish(rebirth_topic(group, node), encode_payload(int(time.time() * 1000), None, rebirth_metrics()), qos=0)
-            self.ctx.metrics.count_error("rebirth_requested")
+            self.ctx.metrics.count_event("rebirth_requested")
             self.ctx.log.info("sparkplug rebirth requested", extra={"connector": self.config.id, "group": group, "node": node,
                                                                     "reasons": ",".join(p.reason for p in res.problems)})
 

@@ -55,7 +55,7 @@ async def test_sensor_nodes_into_dataset_with_faults(mosquitto, tmp_path):
     reasons = {json.loads(x)["reason"] for x in qfile.read_text().splitlines()}
     assert "malformed_json" in reasons
     m = agent.metrics.connectors["sensors"]
-    assert m.errors.get("seq_gap", 0) >= 1 and m.errors.get("rebirth_requested", 0) >= 1
+    assert m.errors.get("seq_gap", 0) >= 1 and m.events.get("rebirth_requested", 0) >= 1
     # the stuck temperature repeats one value during the fault
     stuck = [lb for lb in labels if lb["kind"] == "stuck_value"][0]
     rows = t.filter(pa.compute.equal(t.column("signal").cast(pa.string()), "demo/sensors/line1/sensor2/temperature"))
