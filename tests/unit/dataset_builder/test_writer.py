@@ -282,3 +282,54 @@ def test_catalog_change_with_rows_buffered_keeps_their_keys(tmp_path, recs, mk):
     pairs = sorted(zip(t["asset"].to_pylist(), t["signal"].to_pylist()))
     assert pairs == sorted([("acme.plant1.line1.press", f"{ASSETS[0]}/sig0"), ("acme.plant1.line1.press", f"{ASSETS[0]}/sig1"),
                             ("acme.plant1.line2.oven", f"{ASSETS[1]}/moved0"), ("acme.plant1.line2.oven", f"{ASSETS[1]}/moved1")])
+
+
+def test_sliced_and_grouped_batches_keep_rows_values_and_nulls(tmp_path, recs, mk):
+    """Batches that are slices of bigger ones (Arrow offsets) and batches already grouped by asset
+    (routed by slicing, no reorder) keep every row with its value and null."""
+    cat = recs(9, ASSETS)
+    w = opened(tmp_path, cat)
+    n = 3000
+    ids = np.sort(np.arange(n) % 9 % 3 * 3 + np.arange(n) % 3)  # grouped by asset (id % 3)
+    ids = np.concatenate([ids, np.arange(n) % 9])  # then interleaved
+    times = T0 + np.arange(2 * n) * 1_000_000
+    values = np.arange(2 * n, dtype=np.float64)
+    values[::7] = np.nan  # nulls
+    big = mk(ids, times, values)
+    w.write("buf", 0, big.slice(5, n - 5))
+    w.write("buf", 1, big.slice(n, n - 17))
+    w.commit()
+    t = open_raw(w.root).to_table()
+    key_of = {r["id"]: r["key"] for r in cat}
+    keep = np.r_[5:n, n:2 * n - 17]
+    want = sorted(zip([key_of[i] for i in ids[keep].tolist()], (times[keep] // 1000).tolist(),
+                      [None if np.isnan(v) else v for v in values[keep].tolist()]), key=repr)
+    have = sorted(zip(t["signal"].to_pylist(), pc.cast(t["time"], pa.int64()).to_pylist(), t["value"].to_pylist()),
+                  key=repr)
+    assert have == want
+
+
+def test_writing_does_not_import_pandas(tmp_path):
+    """pyarrow's ``to_numpy`` / ``pa.array`` import pandas when installed (~50 MB RSS): the agent's
+    write path avoids them."""
+    import subprocess
+    import sys
+
+    code = f"""
+import sys, numpy as np
+sys.path[:0] = {sys.path!r}
+from tests.unit.dataset_builder.conftest import records
+from edge_agent.core.chunk import SampleChunk, chunks_to_batch
+from dataset_builder.writer import RawDatasetWriter
+assert "pandas" not in sys.modules
+w = RawDatasetWriter({str(tmp_path / "ds")!r})
+w.open()
+w.set_catalog(records(6, ["a/b/c", "a/b/d"]))
+values = np.arange(100.0)
+chunk = SampleChunk.from_values(np.arange(100) % 6, values, source_time_ns=1_763_900_000_000_000_000 + np.arange(100))
+chunk.valid = values % 5 != 0
+w.write("buf", 0, chunks_to_batch([chunk]))
+w.commit()
+assert "pandas" not in sys.modules, "pandas was imported"
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=str(tmp_path))
