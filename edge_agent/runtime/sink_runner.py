@@ -76,12 +76,12 @@ class SinkRunner:
                     dl = deadline_fn()
                     if dl is not None and time.monotonic() > dl:
                         break
-                if pending and self._pressure:
-                    pending = await self._commit(pending)
-                    continue
                 tx = await asyncio.to_thread(self.buffer.begin, self.max_rows_per_tx)
                 if tx is None:
-                    if pending and (self._stopping or self.sink.commit_due()):
+                    # Everything stored is in the sink. A put waiting for room (pressure) makes the
+                    # commit due now: one commit then frees the whole buffer, instead of one small
+                    # commit (a set of small files, fsyncs) per transaction.
+                    if pending and (self._stopping or self._pressure or self.sink.commit_due()):
                         pending = await self._commit(pending)
                         continue
                     if self._stopping:
