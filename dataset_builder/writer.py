@@ -30,7 +30,9 @@ import logging
 import os
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,79 +86,75 @@ class WriterStats:
 
 class _Rows:
     """Rows buffered for the next row group of one file, in owned numpy columns: memory held is
-    exactly what is counted (slices of the caller's batches would keep whole batches alive)."""
+    exactly what is counted (slices of the caller's batches would keep whole batches alive).
 
-    def __init__(self, size_hint: int = 4096) -> None:
+    Each append gathers into new arrays of exactly its size (a segment): no growing and copying,
+    and the row group is written as chunked columns."""
+
+    _NUMERIC = (("time", np.int64), ("code", np.int32), ("value", np.float64), ("quality", np.uint32),
+                ("recv", np.int64))
+
+    def __init__(self) -> None:
         self.n = 0
-        self.cap = 0
-        self.size_hint = size_hint  # rows of the previous row group: allocate that at once
-        self.time = self.code = self.value = self.valid = self.quality = self.recv = np.zeros(0)
-        self.any_invalid = False
+        self.segments: list[dict[str, np.ndarray | None]] = []
         self.text: list[tuple[int, pa.Array]] = []  # (row offset, values) for non-null stretches
         self.server: list[tuple[int, pa.Array]] = []
 
     def append(self, src: _Batch, sel: slice | np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Copy the ``n`` rows ``sel`` of ``src`` (a slice, or row positions) into the buffer,
-        gathering straight into place (one copy per column); returns views of the new rows'
-        times (us) and signal ids."""
-        if self.n + n > self.cap:
-            self._grow(max(self.n + n, 2 * self.cap, self.size_hint))
-        a, b = self.n, self.n + n
+        """Copy the ``n`` rows ``sel`` of ``src`` (a slice, or row positions) into a new segment,
+        gathering straight into place (one copy per column); returns the new rows' times (us)
+        and signal ids."""
         gather = not isinstance(sel, slice)
-        for name in ("time", "code", "value", "quality", "recv"):
-            out = getattr(self, name)[a:b]
+        seg: dict[str, np.ndarray | None] = {}
+        for name, dtype in self._NUMERIC:
             if gather:
+                out = np.empty(n, dtype=dtype)
                 np.take(getattr(src, name), sel, out=out, mode="clip")  # positions are valid: no checks
             else:
-                out[:] = getattr(src, name)[sel]
-        time = self.time[a:b]
-        np.floor_divide(time, 1000, out=time)  # ns -> us
-        recv = self.recv[a:b]
-        np.floor_divide(recv, 1000, out=recv)
-        if src.valid is None:
-            self.valid[a:b] = True
-        else:
-            self.valid[a:b] = src.valid[sel]
-            self.any_invalid = self.any_invalid or not self.valid[a:b].all()
+                out = getattr(src, name)[sel].copy()
+            seg[name] = out
+        np.floor_divide(seg["time"], 1000, out=seg["time"])  # ns -> us
+        np.floor_divide(seg["recv"], 1000, out=seg["recv"])
+        seg["valid"] = None
+        if src.valid is not None:
+            valid = src.valid[sel]
+            if not valid.all():
+                seg["valid"] = valid
+        a = self.n
         for name in ("text", "server"):
             arr = getattr(src, name)
             if arr is not None:
                 piece = arr.slice(sel.start, n) if not gather else arr.take(_arrow(sel, pa.int64()))
                 if piece.null_count < n:
                     getattr(self, name).append((a, pa.concat_arrays([piece])))  # an owned copy
-        self.n = b
-        return time, src.sid[sel]
-
-    def _grow(self, cap: int) -> None:
-        def grown(old: np.ndarray, dtype) -> np.ndarray:
-            new = np.empty(cap, dtype=dtype)
-            new[: self.n] = old[: self.n]
-            return new
-
-        self.time, self.recv = grown(self.time, np.int64), grown(self.recv, np.int64)
-        self.code, self.quality = grown(self.code, np.int32), grown(self.quality, np.uint32)
-        self.value, self.valid = grown(self.value, np.float64), grown(self.valid, bool)
-        self.cap = cap
+        self.segments.append(seg)
+        self.n = a + n
+        return seg["time"], src.sid[sel]
 
     def to_table(self, dictionary: pa.Array, schema: pa.Schema) -> pa.Table:
-        """The buffered rows as a table over the buffers (zero copy; built without ``pa.array``,
+        """The buffered rows as a table over the segments (zero copy; built without ``pa.array``,
         which would import pandas when it is installed)."""
         n = self.n
+
+        def col(name: str, type_: pa.DataType) -> pa.ChunkedArray:
+            return pa.chunked_array([_arrow(g[name], type_, g["valid"] if name == "value" else None)
+                                     for g in self.segments], type_)
+
+        codes = col("code", pa.int32())
+        signal = pa.chunked_array([pa.DictionaryArray.from_arrays(c, dictionary, safe=False) for c in codes.chunks],
+                                  schema.field("signal").type)
         return pa.Table.from_arrays(
             [
-                _arrow(self.time[:n], TS_US_UTC),
-                pa.DictionaryArray.from_arrays(_arrow(self.code[:n], pa.int32()), dictionary, safe=False),
-                _arrow(self.value[:n], pa.float64(), self.valid[:n] if self.any_invalid else None),
+                col("time", TS_US_UTC),
+                signal,
+                col("value", pa.float64()),
                 _sparse(self.text, n, pa.string()),
-                _arrow(self.quality[:n], pa.uint32()),
+                col("quality", pa.uint32()),
                 _sparse(self.server, n, TS_US_UTC),
-                _arrow(self.recv[:n], TS_US_UTC),
+                col("recv", TS_US_UTC),
             ],
             schema=schema,
         )
-
-    def clear(self) -> None:
-        self.__init__(max(self.n, 4096))
 
 
 def _sparse(parts: list[tuple[int, pa.Array]], n: int, type_: pa.DataType) -> pa.Array:
@@ -194,6 +192,7 @@ class _File:
     time_max: int = -(1 << 62)
     seen: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # signal ids present
     closed: bool = False
+    encoding: list[Future] = field(default_factory=list)  # row groups handed to the encoder thread
 
     @property
     def total_rows(self) -> int:
@@ -226,6 +225,7 @@ class RawDatasetWriter:
         clock: Callable[[], float] = time.monotonic,
         row_group_rows: int = 1 << 18,
         max_buffer_bytes: int = 32 << 20,
+        encode_in_thread: bool = True,
     ) -> None:
         if max_file_rows < 1 or max_file_bytes < 1 or max_file_age_secs <= 0:
             raise ValueError("max_file_rows, max_file_bytes and max_file_age_secs must be positive")
@@ -239,6 +239,11 @@ class RawDatasetWriter:
         self._clock = clock
         self._rg_rows = max(1, min(int(row_group_rows), self.max_file_rows))
         self.max_buffer_bytes = int(max_buffer_bytes)
+        # Parquet encoding (which releases the GIL) runs on one worker thread, so routing the next
+        # batch overlaps encoding the last row groups. One thread keeps each file's row groups in order.
+        self.encode_in_thread = bool(encode_in_thread)
+        self._encoder: ThreadPoolExecutor | None = None
+        self._encoding: deque[Future] = deque()
         self.stats = WriterStats()
         #: what open() found and repaired (for logs and ``axedge dataset describe``)
         self.recovery: dict[str, Any] = {}
@@ -310,6 +315,9 @@ class RawDatasetWriter:
             raise
         finally:
             self._opened = False
+            if self._encoder is not None:
+                self._encoder.shutdown(wait=True)
+                self._encoder = None
 
     # ------------------------------------------------------------------ catalog
 
@@ -486,7 +494,7 @@ class RawDatasetWriter:
         return f
 
     def _flush(self, f: _File) -> None:
-        """Write the buffered rows of ``f`` as one row group."""
+        """Write the buffered rows of ``f`` as one row group (encoded on the encoder thread)."""
         if not f.buffered_rows:
             return
         table = f.buf.to_table(self._dictionary(f.asset), self._schema)
@@ -499,19 +507,50 @@ class RawDatasetWriter:
                 compression_level=self.compression_level,
                 use_dictionary=["signal", "value_text"],
             )
-        f.writer.write_table(table, row_group_size=table.num_rows)
         f.rows += table.num_rows
-        f.flushed_nbytes += f.buffered_bytes
-        f.written_bytes = f.sink.tell()
         self._buffered_total -= f.buffered_bytes
-        f.buf.clear()
+        nbytes = f.buffered_bytes
+        f.buf = _Rows()  # the table owns the filled segments now
         f.buffered_rows, f.buffered_bytes = 0, 0
+        if not self.encode_in_thread:
+            self._encode(f, table, nbytes)
+            return
+        if self._encoder is None:
+            self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="axedge-parquet")
+        fut = self._encoder.submit(self._encode, f, table, nbytes)
+        f.encoding.append(fut)
+        self._encoding.append(fut)
+        while len(self._encoding) > 2:  # bounded memory: at most two row groups wait for the encoder
+            self._encoding.popleft().result()
+
+    @staticmethod
+    def _encode(f: _File, table: pa.Table, nbytes: int) -> None:
+        f.writer.write_table(table, row_group_size=table.num_rows)
+        f.flushed_nbytes += nbytes
+        f.written_bytes = f.sink.tell()
+
+    def _wait_encoder(self, f: _File | None = None, *, raise_errors: bool = True) -> None:
+        """Wait for the row groups of ``f`` (all files: None) to be encoded; their first error is
+        raised (an OSError from the file), unless ``raise_errors`` is False (abort)."""
+        futs = f.encoding if f is not None else [x for g in self._files for x in g.encoding]
+        first: BaseException | None = None
+        for fut in futs:
+            try:
+                fut.result()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, or dropped by abort
+                first = first or exc
+        for g in [f] if f is not None else self._files:
+            g.encoding = []
+        self._encoding = deque(x for x in self._encoding if not x.done())
+        if first is not None and raise_errors:
+            raise first
 
     def _close_file(self, f: _File) -> None:
         """Write the footer; the file stays staged until the group commits."""
         if f.closed:
             return
         self._flush(f)
+        self._wait_encoder(f)
         f.writer.close()
         f.sink.close()
         f.closed = True
@@ -563,6 +602,8 @@ class RawDatasetWriter:
         now_iso = _utc_now_iso()
         files: list[dict[str, Any]] = []
         try:
+            for f in self._files:  # the encoder works on the last row groups while files finish in order
+                self._flush(f)
             for f in self._files:
                 self._close_file(f)
                 mf.fsync_file(f.staged)
@@ -626,6 +667,7 @@ class RawDatasetWriter:
     def abort(self) -> None:
         """Drop the pending (uncommitted) files; the caller replays their batches."""
         keep = self._outcome_unknown
+        self._wait_encoder(raise_errors=False)
         for f in self._files:
             if not f.closed:
                 for closer in (f.writer, f.sink):

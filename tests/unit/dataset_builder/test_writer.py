@@ -333,3 +333,48 @@ w.commit()
 assert "pandas" not in sys.modules, "pandas was imported"
 """
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(tmp_path))
+
+
+def test_encoder_thread_error_fails_the_commit_and_abort_allows_an_exact_replay(tmp_path):
+    """Row groups are encoded on a worker thread; a write error there (a real EFBIG from a file
+    size limit) surfaces as a transient DatasetError from write() or commit(), abort() drops the
+    staged files, and replaying the same batches commits every row once."""
+    import subprocess
+    import sys
+
+    code = f"""
+import resource, signal, sys
+import numpy as np
+sys.path[:0] = {sys.path!r}
+from tests.unit.dataset_builder.conftest import records
+from edge_agent.core.chunk import SampleChunk, chunks_to_batch
+from dataset_builder.format import DatasetError
+from dataset_builder.read import open_raw
+from dataset_builder.writer import RawDatasetWriter
+w = RawDatasetWriter({str(tmp_path / "ds")!r}, row_group_rows=2000)
+w.open()
+w.set_catalog(records(6, ["a/b/c", "a/b/d"]))
+rng = np.random.default_rng(0)
+batches = [chunks_to_batch([SampleChunk.from_values(np.arange(20000) % 6, rng.normal(size=20000),
+           source_time_ns=1_763_900_000_000_000_000 + (k * 20000 + np.arange(20000)) * 1000)]) for k in range(5)]
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, hard))
+try:
+    for seq, b in enumerate(batches):
+        w.write("buf", seq, b)
+    w.commit()
+    raise SystemExit("no error")
+except DatasetError as exc:
+    assert exc.transient, exc
+w.abort()
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+assert not list((w.root / "_staging").iterdir())
+for seq, b in enumerate(batches):
+    w.write("buf", seq, b)
+w.commit()
+t = open_raw(w.root).to_table()
+assert t.num_rows == 100000, t.num_rows
+assert len(set(t["time"].to_pylist())) == 100000
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=str(tmp_path))
