@@ -113,6 +113,9 @@ class ModbusDeviceServer:
     ``transport``: ``tcp`` (MBAP), ``rtu_over_tcp`` (RTU frames on TCP) or ``rtu`` (serial
     ``serial_port``). Misbehaviour switches, settable while serving: ``response_delay_secs``,
     ``garbage`` (replace responses with random bytes), ``busy`` (exception 6 for every read).
+    ``max_in_flight`` records how many delayed requests overlapped (concurrent clients).
+    ``max_connections`` (None: no limit) models a device with a session limit: a TCP connection
+    beyond it is accepted and closed at once, as many PLCs do.
     """
 
     def __init__(
@@ -138,6 +141,9 @@ class ModbusDeviceServer:
         self.garbage = False
         self.busy = False
         self.requests = 0
+        self.in_flight = 0  # requests being answered right now (over all connections)
+        self.max_in_flight = 0
+        self.max_connections: int | None = None
         self._rng = random.Random(seed)
         self._server = None
 
@@ -148,7 +154,12 @@ class ModbusDeviceServer:
             return ExcCodes.ILLEGAL_FUNCTION  # read-only device image: refuse writes
         self.requests += 1
         if self.response_delay_secs > 0:
-            await asyncio.sleep(self.response_delay_secs)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                await asyncio.sleep(self.response_delay_secs)
+            finally:
+                self.in_flight -= 1
         if self.busy:
             return ExcCodes.DEVICE_BUSY
         table = _FC_TABLE.get(fc)
@@ -189,8 +200,26 @@ class ModbusDeviceServer:
         self._server = ModbusTcpServer(
             self._devices(), framer=framer, address=(self.host, self.port), trace_packet=self._trace_packet
         )
+        self._limit_sessions(self._server)
         await self._server.serve_forever(background=True)
         self.port = self._server.transport.sockets[0].getsockname()[1]  # keep the port across restarts
+
+    def _limit_sessions(self, server) -> None:
+        new_connection = server.callback_new_connection
+
+        def limited():
+            handler = new_connection()
+            made = handler.connection_made
+
+            def connection_made(transport):
+                made(transport)
+                if self.max_connections is not None and len(server.active_connections) > self.max_connections:
+                    transport.close()  # over the session limit: accepted, then closed
+
+            handler.connection_made = connection_made
+            return handler
+
+        server.callback_new_connection = limited
 
     async def stop(self) -> None:
         if self._server is not None:

@@ -181,6 +181,10 @@ class ModbusDevice(StrictModel):
     retries: int = Field(0, ge=0, le=5, description="Retries of a timed-out request before it counts as failed")
     pause_between_requests_secs: float = Field(0.0, ge=0, le=10, description="Silence between requests (slow serial gateways)")
     connection: ConnectionMode = Field(ConnectionMode.keep_open, description="keep_open | close_after_poll")
+    max_concurrent_requests: int = Field(
+        1, ge=1, le=8,
+        description="Reads in flight at once, each on its own TCP connection (tcp only; the device must accept that many connections). 1 = one after the other",
+    )
     units: list[ModbusUnit] = Field(min_length=1, description="Unit ids polled on this device")
 
     @model_validator(mode="after")
@@ -190,6 +194,14 @@ class ModbusDevice(StrictModel):
                 raise ValueError("transport rtu needs 'serial_port'")
         elif not self.host:
             raise ValueError(f"transport {self.transport.value} needs 'host'")
+        if self.max_concurrent_requests > 1:
+            if self.transport is not TransportKind.tcp:
+                raise ValueError(
+                    f"max_concurrent_requests {self.max_concurrent_requests} needs transport tcp: "
+                    f"a serial line (and a serial gateway behind {self.transport.value}) carries one request at a time"
+                )
+            if self.pause_between_requests_secs > 0:
+                raise ValueError("max_concurrent_requests > 1 cannot keep pause_between_requests_secs of silence between requests")
         return self
 
     @field_validator("poll_groups")

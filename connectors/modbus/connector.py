@@ -1,8 +1,10 @@
 """Modbus connector: one supervised unit per device, each poll group on its own schedule.
 
 Per poll cycle a unit reads its planned blocks one after the other (a device answers one
-request at a time), decodes every block with numpy and emits **one** chunk of good values plus,
-when something failed, one chunk of gap rows. Failures are kept apart:
+request at a time), or, with the device quirk ``max_concurrent_requests: N`` (Modbus TCP
+only), over N connections at once, each carrying one request at a time. Every block is decoded
+with numpy straight into the cycle's arrays, and the cycle emits **one** chunk of good values
+plus, when something failed, one chunk of gap rows. Failures are kept apart:
 
 * an exception response (e.g. illegal data address) marks only that block's signals bad
   (``BAD_OUT_OF_RANGE`` for illegal address, ``BAD_COMMUNICATION_ERROR`` otherwise), names
@@ -19,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -67,6 +70,18 @@ class PlannedBlock:
     block: ReadBlock
     ids: np.ndarray  # int32 signal ids, in decoder order
     decoder: BlockDecoder
+
+
+class GroupPlan(list):
+    """A poll group's blocks in read order, with the concatenated signal ids of a full cycle and
+    each block's row range in it (so a cycle fills one set of arrays, no per-block chunks)."""
+
+    def __init__(self, blocks: list[PlannedBlock]) -> None:
+        super().__init__(blocks)
+        sizes = [len(pb.ids) for pb in blocks]
+        self.bounds = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).tolist()
+        self.ids = np.concatenate([pb.ids for pb in blocks]) if blocks else np.empty(0, dtype=np.int32)
+        self.has_text = any(pb.decoder.has_text for pb in blocks)
 
 
 def plan_device(config: ModbusConfig, device: ModbusDevice, register) -> dict[str, list[PlannedBlock]]:
@@ -121,7 +136,7 @@ def plan_device(config: ModbusConfig, device: ModbusDevice, register) -> dict[st
                 groups[group].append(PlannedBlock(b, ids, BlockDecoder(fields, bits=table.is_bits)))
     for blocks in groups.values():
         blocks.sort(key=lambda p: (p.block.unit_id, p.block.table.value, p.block.start))
-    return {g: b for g, b in groups.items() if b}
+    return {g: GroupPlan(b) for g, b in groups.items() if b}
 
 
 def _cancel_lost() -> None:
@@ -133,22 +148,36 @@ def _cancel_lost() -> None:
         raise asyncio.CancelledError
 
 
-def _concat(parts: list[tuple]) -> SampleChunk:
-    """One chunk from per-block (ids, t_ns, value, valid, quality, text) tuples."""
-    sid = np.concatenate([p[0] for p in parts])
-    t = np.concatenate([np.full(len(p[0]), p[1], dtype=np.int64) for p in parts])
-    valid = np.concatenate([p[3] for p in parts])
-    text = None
-    if any(p[5] is not None for p in parts):
-        text = []
-        for p in parts:
-            text.extend(p[5] if p[5] is not None else [None] * len(p[0]))
+@dataclass(slots=True)
+class _Cycle:
+    """One poll cycle's arrays (rows in :class:`GroupPlan` order) and outcome."""
+
+    value: np.ndarray
+    valid: np.ndarray
+    quality: np.ndarray
+    t: np.ndarray  # response time of each row's block
+    ok: np.ndarray  # per block: read and decoded
+    text: list[str | None] | None
+    gaps: list[tuple[int, int]] = field(default_factory=list)  # (block index, quality)
+    failed: set[int] = field(default_factory=set)
+    timeouts: int = 0
+    lost: NotConnected | None = None
+
+
+def _good_chunk(blocks: GroupPlan, cyc: _Cycle) -> SampleChunk:
+    """The cycle's good rows as one chunk (every block's rows when every read succeeded)."""
+    if cyc.ok.all():
+        sid, t, value, valid, quality, text = blocks.ids.copy(), cyc.t, cyc.value, cyc.valid, cyc.quality, cyc.text
+    else:
+        rows = np.concatenate([np.arange(blocks.bounds[i], blocks.bounds[i + 1]) for i in np.flatnonzero(cyc.ok)])
+        sid, t, value, valid, quality = blocks.ids[rows], cyc.t[rows], cyc.value[rows], cyc.valid[rows], cyc.quality[rows]
+        text = [cyc.text[r] for r in rows.tolist()] if cyc.text is not None else None
     return SampleChunk(
         signal_id=sid,
         source_time_ns=t,
         receive_time_ns=t.copy(),
-        value=np.concatenate([p[2] for p in parts]),
-        quality=np.concatenate([p[4] for p in parts]),
+        value=value,
+        quality=quality,
         valid=None if valid.all() else valid,
         text=text,
     )
@@ -160,14 +189,17 @@ class ModbusDeviceConnector(Connector):
     def __init__(self, config: ModbusConfig, device: ModbusDevice, ctx: ConnectorContext) -> None:
         super().__init__(config, ctx, name=f"{config.id}/{device.name}")
         self.device = device
-        self._link = ModbusLink(device)
-        self._groups: dict[str, list[PlannedBlock]] | None = None
+        # one connection per request in flight (pymodbus, like most devices, answers one
+        # transaction per connection at a time); link 0 is the one that must connect
+        self._links = [ModbusLink(device) for _ in range(device.max_concurrent_requests)]
+        self._link = self._links[0]
+        self._groups: dict[str, GroupPlan] | None = None
         self._lock = asyncio.Lock()  # one request at a time per device
         self._failing: set[tuple[int, str, int]] = set()  # blocks whose failure was already logged
         self.requests = 0  # requests sent (benchmarks, probe)
 
     @property
-    def groups(self) -> dict[str, list[PlannedBlock]]:
+    def groups(self) -> dict[str, GroupPlan]:
         if self._groups is None:
             self._groups = plan_device(self.config, self.device, self.ctx.register)
         return self._groups
@@ -175,6 +207,25 @@ class ModbusDeviceConnector(Connector):
     async def connect(self) -> None:
         _ = self.groups  # register signals before the first read
         await self._link.connect()
+        await self._connect_extra()
+
+    async def _connect_extra(self) -> None:
+        """The extra connections of ``max_concurrent_requests``: a device that refuses them is
+        polled over fewer (logged once per connect, counted), never not at all."""
+        if len(self._links) == 1:
+            return
+        refused = 0
+        for link in self._links[1:]:
+            try:
+                await link.connect()
+            except NotConnected:
+                refused += 1
+        if refused:
+            self.ctx.metrics.count_error("extra_connection_refused", refused)
+            self.ctx.log.warning(
+                "modbus device %s accepted %d of %d connections (max_concurrent_requests); polling with fewer",
+                self.device.name, len(self._links) - refused, len(self._links), extra={"connector": self.name},
+            )
 
     async def run(self) -> None:
         intervals = self.device.group_intervals()
@@ -207,63 +258,119 @@ class ModbusDeviceConnector(Connector):
             close_after = self.device.connection is ConnectionMode.close_after_poll
             if close_after and not self._link.connected:
                 await self._link.connect()
+                await self._connect_extra()
             try:
                 await self._cycle(self.groups[group])
             finally:
                 if close_after:
-                    self._link.close()
+                    for link in self._links:
+                        link.close()
 
-    async def _cycle(self, blocks: list[PlannedBlock]) -> None:
-        good: list[tuple] = []
-        gaps: list[tuple[np.ndarray, int]] = []
-        timeouts = 0
-        lost: NotConnected | None = None
+    async def _cycle(self, blocks: GroupPlan) -> None:
+        n_rows = blocks.bounds[-1]
+        cyc = _Cycle(
+            value=np.empty(n_rows, dtype=np.float64),
+            valid=np.ones(n_rows, dtype=bool),
+            quality=np.zeros(n_rows, dtype=np.uint32),
+            t=np.empty(n_rows, dtype=np.int64),
+            ok=np.zeros(len(blocks), dtype=bool),
+            text=[None] * n_rows if blocks.has_text else None,
+        )
+        todo = deque(range(len(blocks)))  # block indexes not read yet, shared by the connections
+        for link in self._links[1:]:
+            if link.dropped:
+                self._retire(link, "closed by the device")
+        extra = [link for link in self._links[1:] if link.connected]
+        if extra:
+            tasks = [asyncio.create_task(self._read_blocks(link, blocks, todo, cyc)) for link in (self._link, *extra)]
+            try:
+                await asyncio.gather(*tasks)
+            finally:
+                for task in tasks:  # on an error or a cancel, stop the other connections' reads too
+                    task.cancel()
+            _cancel_lost()
+        if todo:  # sequential, or blocks handed back by an extra connection the device dropped
+            await self._read_blocks(self._link, blocks, todo, cyc)
+        if cyc.lost is not None:  # blocks not read once the connection was lost
+            for i in range(len(blocks)):
+                if not cyc.ok[i] and i not in cyc.failed:
+                    cyc.gaps.append((i, Quality.BAD_NOT_CONNECTED))
+        # emitted only when the cycle ends (not when cancelled mid-cycle at shutdown)
+        if cyc.ok.any():
+            await self.ctx.emit(_good_chunk(blocks, cyc))
+        for i, q in sorted(cyc.gaps):
+            await self.ctx.emit_gap(blocks[i].ids, q)
+        if cyc.lost is not None:
+            raise cyc.lost
+        if blocks and cyc.timeouts == len(blocks):
+            raise ConnectorTimeout(f"modbus device {self.device.name} ({self.device.endpoint()}): no response to any request of the cycle")
+
+    async def _read_blocks(self, link: ModbusLink, blocks: GroupPlan, todo: deque[int], cyc: _Cycle) -> None:
+        """Read blocks (indexes taken from the shared ``todo``) over one connection, one request
+        at a time, decoding each into the cycle's arrays; stop once the device is lost."""
         pause = self.device.pause_between_requests_secs
-        for i, pb in enumerate(blocks):
+        while todo and cyc.lost is None:
+            i = todo.popleft()
+            pb = blocks[i]
             if i and pause:
                 await asyncio.sleep(pause)
             self.requests += 1
             try:
-                data = await self._link.read(pb.block)
+                data = await link.read(pb.block)
             except ModbusExceptionResponse as exc:
                 q = Quality.BAD_OUT_OF_RANGE if exc.code == 2 else Quality.BAD_COMMUNICATION_ERROR
-                self._block_failed(pb, "exception_response", str(exc), gaps, q)
+                self._block_failed(pb, "exception_response", str(exc), cyc, i, q)
                 continue
             except ConnectorTimeout as exc:
-                timeouts += 1
-                self._block_failed(pb, "timeout", str(exc), gaps, Quality.BAD_TIMEOUT)
+                cyc.timeouts += 1
+                self._block_failed(pb, "timeout", str(exc), cyc, i, Quality.BAD_TIMEOUT)
                 continue
             except NotConnected as exc:
-                gaps.extend((rest.ids, Quality.BAD_NOT_CONNECTED) for rest in blocks[i:])
-                self.ctx.metrics.count_error("connection_lost")
-                lost = exc
-                break
+                if link is not self._link:
+                    # an extra connection dropped (a device limiting its sessions closes it):
+                    # hand the block back and go on over the others until the next connect()
+                    todo.appendleft(i)
+                    self._retire(link, str(exc))
+                    return
+                if cyc.lost is None:
+                    self.ctx.metrics.count_error("connection_lost")
+                    cyc.lost = exc
+                return
             except ProtocolError as exc:
-                self._block_failed(pb, "protocol", str(exc), gaps, Quality.BAD_COMMUNICATION_ERROR)
+                self._block_failed(pb, "protocol", str(exc), cyc, i, Quality.BAD_COMMUNICATION_ERROR)
                 continue
             _cancel_lost()
             t = time.time_ns()
             self._block_ok(pb)
-            value, valid, quality, text = pb.decoder.decode(data)
-            if quality.any():
-                self.ctx.metrics.count_error("decode", int(np.count_nonzero(quality)))
-            good.append((pb.ids, t, value, valid, quality, text))
-        # emitted only when the cycle ends (not when cancelled mid-cycle at shutdown)
-        if good:
-            await self.ctx.emit(_concat(good))
-        for ids, q in gaps:
-            await self.ctx.emit_gap(ids, q)
-        if lost is not None:
-            raise lost
-        if blocks and timeouts == len(blocks):
-            raise ConnectorTimeout(f"modbus device {self.device.name} ({self.device.endpoint()}): no response to any request of the cycle")
+            a, b = blocks.bounds[i], blocks.bounds[i + 1]
+            text = pb.decoder.decode_into(data, cyc.value[a:b], cyc.valid[a:b], cyc.quality[a:b])
+            cyc.t[a:b] = t
+            cyc.ok[i] = True
+            if text is not None:
+                cyc.text[a:b] = text
+            if pb.decoder.can_fail:
+                bad = int(np.count_nonzero(cyc.quality[a:b]))
+                if bad:
+                    self.ctx.metrics.count_error("decode", bad)
+
+    def _retire(self, link: ModbusLink, why: str) -> None:
+        """An extra connection of ``max_concurrent_requests`` is gone: poll over the others until
+        the next connect() (no reconnect per cycle: a device limiting its sessions would see a
+        flood of them)."""
+        link.close()
+        self.ctx.metrics.count_error("extra_connection_lost")
+        self.ctx.log.warning(
+            "modbus device %s: extra connection lost (%s); polling over %d connection(s)",
+            self.device.name, why, sum(lk.connected for lk in self._links), extra={"connector": self.name},
+        )
 
     def _block_key(self, pb: PlannedBlock) -> tuple[int, str, int]:
         return (pb.block.unit_id, pb.block.table.value, pb.block.start)
 
-    def _block_failed(self, pb: PlannedBlock, kind: str, msg: str, gaps: list, quality: int) -> None:
+    def _block_failed(self, pb: PlannedBlock, kind: str, msg: str, cyc: _Cycle, i: int, quality: int) -> None:
         self.ctx.metrics.count_error(kind)
-        gaps.append((pb.ids, quality))
+        cyc.gaps.append((i, quality))
+        cyc.failed.add(i)
         key = self._block_key(pb)
         if key not in self._failing:  # log state changes, not every cycle
             self._failing.add(key)
@@ -278,7 +385,8 @@ class ModbusDeviceConnector(Connector):
             self.ctx.log.info("modbus read recovered: %s", describe(self.device, pb.block), extra={"connector": self.name})
 
     async def aclose(self) -> None:
-        self._link.close()
+        for link in self._links:
+            link.close()
 
     async def probe(self) -> dict:
         await self.connect()

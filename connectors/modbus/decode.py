@@ -58,8 +58,9 @@ def canonical_words(words: np.ndarray, order: ByteOrder, *, swap_words: bool = T
 
 
 def _numeric(words: np.ndarray, t: ModbusType, order: ByteOrder) -> np.ndarray:
+    """Raw values in their own dtype; assigning them into the float64 value column converts."""
     be = canonical_words(words, order).astype(">u2")
-    return be.view(_BE_DTYPE[t]).reshape(-1).astype(np.float64)
+    return be.view(_BE_DTYPE[t]).reshape(-1)
 
 
 def _bcd(words: np.ndarray, order: ByteOrder) -> tuple[np.ndarray, np.ndarray]:
@@ -91,6 +92,7 @@ class BlockDecoder:
         self.n = len(fields)
         self.bits = bits
         self.has_text = any(f.type is ModbusType.string for f in fields)
+        self.can_fail = any(f.type is ModbusType.bcd for f in fields)  # may set a bad quality
         self.scale = np.array([f.scale for f in fields], dtype=np.float64)
         self.value_offset = np.array([f.value_offset for f in fields], dtype=np.float64)
         self.needs_scale = bool((self.scale != 1.0).any() or (self.value_offset != 0.0).any())
@@ -111,12 +113,19 @@ class BlockDecoder:
         value = np.empty(self.n, dtype=np.float64)
         valid = np.ones(self.n, dtype=bool)
         quality = np.zeros(self.n, dtype=np.uint32)
+        text = self.decode_into(data, value, valid, quality)
+        return value, valid, quality, text
+
+    def decode_into(self, data: np.ndarray, value: np.ndarray, valid: np.ndarray, quality: np.ndarray) -> list[str | None] | None:
+        """Decode into ``n``-long views of a cycle's arrays (``valid`` preset True, ``quality``
+        preset 0): the connector builds one chunk per cycle without a copy per block. Returns
+        the text values (or None when the block has no strings)."""
         text: list[str | None] | None = [None] * self.n if self.has_text else None
         for t, order, bit, rows, offs, idx in self.groups:
             if self.bits:
-                value[rows] = data[offs].astype(np.float64)
+                value[rows] = data[offs]
             elif t is ModbusType.bit:
-                value[rows] = ((data[offs] >> np.uint16(bit)) & np.uint16(1)).astype(np.float64)
+                value[rows] = (data[offs] >> np.uint16(bit)) & np.uint16(1)
             elif t is ModbusType.bcd:
                 v, ok = _bcd(data[idx], order)
                 value[rows] = v
@@ -131,5 +140,6 @@ class BlockDecoder:
             else:
                 value[rows] = _numeric(data[idx], t, order)
         if self.needs_scale:
-            value = value * self.scale + self.value_offset
-        return value, valid, quality, text
+            value *= self.scale
+            value += self.value_offset
+        return text

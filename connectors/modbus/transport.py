@@ -71,6 +71,11 @@ class ModbusLink:
     def connected(self) -> bool:
         return self._client is not None and bool(self._client.connected)
 
+    @property
+    def dropped(self) -> bool:
+        """Opened, then closed by the other side (not by :meth:`close`)."""
+        return self._client is not None and not self._client.connected
+
     async def connect(self) -> None:
         self.close()
         self._client = self._make_client()

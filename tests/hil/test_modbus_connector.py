@@ -7,6 +7,7 @@ import asyncio
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -64,9 +65,10 @@ def test_example_config_signals_are_the_simulator_register_map():
     )
 
 
-async def test_scripted_sequence_every_value_equals_what_the_simulator_served():
+@pytest.mark.parametrize("conc", [1, 3], ids=["sequential", "3-in-flight"])
+async def test_scripted_sequence_every_value_equals_what_the_simulator_served(conc):
     async with CastingLineSim(port=0, tick_secs=None, seed=3) as sim:
-        cfg = example_config(sim.port)
+        cfg = example_config(sim.port, max_concurrent_requests=conc)
         ctx, ch = make_ctx()
         (unit,) = build(cfg, ctx)
         await unit.connect()
@@ -92,10 +94,11 @@ async def test_scripted_sequence_every_value_equals_what_the_simulator_served():
     assert unit.requests == 40 * 5
 
 
-async def test_one_chunk_per_cycle_and_source_time_is_response_time():
+@pytest.mark.parametrize("conc", [1, 3], ids=["sequential", "3-in-flight"])
+async def test_one_chunk_per_cycle_and_source_time_is_response_time(conc):
     async with CastingLineSim(port=0, tick_secs=None) as sim:
         ctx, ch = make_ctx()
-        (unit,) = build(example_config(sim.port), ctx)
+        (unit,) = build(example_config(sim.port, max_concurrent_requests=conc), ctx)
         await unit.connect()
         t0 = time.time_ns()
         await unit.poll_group("default")
@@ -107,11 +110,13 @@ async def test_one_chunk_per_cycle_and_source_time_is_response_time():
         assert (chunk.receive_time_ns == chunk.source_time_ns).all()
 
 
-async def test_exception_response_marks_only_that_block_and_names_the_address(caplog):
+@pytest.mark.parametrize("conc", [1, 3], ids=["sequential", "3-in-flight"])
+async def test_exception_response_marks_only_that_block_and_names_the_address(caplog, conc):
     async with CastingLineSim(port=0, tick_secs=None) as sim:
         data = yaml.safe_load(EXAMPLE.read_text())
         dev = data["connectors"][0]["devices"][0]
         dev["port"] = sim.port
+        dev["max_concurrent_requests"] = conc
         dev["units"][0]["signals"].append({"name": "not_mapped", "table": "input", "address": 300, "type": "float32"})
         cfg = load_config_text(yaml.safe_dump(data), fname="x.yaml").connectors[0]
         ctx, ch = make_ctx()
@@ -130,10 +135,11 @@ async def test_exception_response_marks_only_that_block_and_names_the_address(ca
         assert f"device casting-line (127.0.0.1:{sim.port}) unit 1 input 300..301: exception 2 (illegal data address)" in msgs[0]
 
 
-async def test_slow_device_times_out_with_bad_timeout_then_recovers():
+@pytest.mark.parametrize("conc", [1, 3], ids=["sequential", "3-in-flight"])
+async def test_slow_device_times_out_with_bad_timeout_then_recovers(conc):
     async with CastingLineSim(port=0, tick_secs=None) as sim:
         ctx, ch = make_ctx()
-        (unit,) = build(example_config(sim.port, request_timeout_secs=0.2), ctx)
+        (unit,) = build(example_config(sim.port, request_timeout_secs=0.2, max_concurrent_requests=conc), ctx)
         await unit.connect()
         fault = sim.inject("slow_responses", 0.6, delay_secs=0.5)
         with pytest.raises(ConnectorTimeout, match="no response to any request"):
@@ -150,10 +156,11 @@ async def test_slow_device_times_out_with_bad_timeout_then_recovers():
     assert [lab["kind"] for lab in sim.labels] == ["slow_responses"]
 
 
-async def test_device_restart_raises_not_connected_with_gap_rows_then_reconnects():
+@pytest.mark.parametrize("conc", [1, 3], ids=["sequential", "3-in-flight"])
+async def test_device_restart_raises_not_connected_with_gap_rows_then_reconnects(conc):
     async with CastingLineSim(port=0, tick_secs=None) as sim:
         ctx, ch = make_ctx()
-        (unit,) = build(example_config(sim.port), ctx)
+        (unit,) = build(example_config(sim.port, max_concurrent_requests=conc), ctx)
         await unit.connect()
         await unit.poll()
         await drain(ch)
@@ -179,10 +186,11 @@ async def test_device_restart_raises_not_connected_with_gap_rows_then_reconnects
     assert "melt_temperature" in label["signals"]
 
 
-async def test_garbage_frames_are_bad_not_fatal():
+@pytest.mark.parametrize("conc", [1, 3], ids=["sequential", "3-in-flight"])
+async def test_garbage_frames_are_bad_not_fatal(conc):
     async with CastingLineSim(port=0, tick_secs=None) as sim:
         ctx, ch = make_ctx()
-        (unit,) = build(example_config(sim.port, request_timeout_secs=0.2), ctx)
+        (unit,) = build(example_config(sim.port, request_timeout_secs=0.2, max_concurrent_requests=conc), ctx)
         await unit.connect()
         fault = sim.inject("garbage_frames", 1.5)
         await asyncio.sleep(0.01)  # let the fault start
@@ -199,6 +207,44 @@ async def test_garbage_frames_are_bad_not_fatal():
         await unit.aclose()
 
 
+async def test_concurrent_requests_overlap_on_separate_connections_and_keep_block_order():
+    async with CastingLineSim(port=0, tick_secs=None) as sim:
+        ctx, ch = make_ctx()
+        (seq,) = build(example_config(sim.port), ctx)
+        (unit,) = build(example_config(sim.port, max_concurrent_requests=3), ctx)
+        for u in (seq, unit):
+            await u.connect()
+        assert [link.connected for link in unit._links] == [True, True, True]
+        await seq.poll_group("default")
+        sim.server.response_delay_secs = 0.05  # every read waits: concurrent ones overlap in the device
+        await unit.poll_group("default")  # 4 blocks over 3 connections
+        sim.server.response_delay_secs = 0.0
+        assert sim.server.max_in_flight == 3
+        a, b = await drain(ch)
+        assert (a.signal_id == b.signal_id).all()  # same rows in the same (block) order
+        assert np.array_equal(a.value, b.value, equal_nan=True)  # NaN: text rows
+        assert np.array_equal(a.valid, b.valid) and a.text == b.text and (a.quality == 0).all()
+        for u in (seq, unit):
+            await u.aclose()
+
+
+async def test_device_closing_extra_connections_is_polled_over_the_one_it_keeps():
+    async with CastingLineSim(port=0, tick_secs=None) as sim:
+        sim.server.max_connections = 1  # a PLC with a session limit: accepts, then closes the others
+        ctx, ch = make_ctx()
+        (unit,) = build(example_config(sim.port, max_concurrent_requests=3), ctx)
+        await unit.connect()
+        for _ in range(3):
+            await unit.poll()  # no NotConnected: the device is there, only the extra sessions are not
+        got = latest(ctx, await drain(ch))
+        assert set(got) == set(sim.served) and all(q == Quality.GOOD for _, q, _ in got.values())
+        errors = ctx.metrics.errors
+        assert errors.get("extra_connection_refused", 0) + errors.get("extra_connection_lost", 0) == 2
+        assert set(errors) <= {"extra_connection_refused", "extra_connection_lost"} and ctx.metrics.gaps == 0
+        assert unit._link.connected and not any(link.connected for link in unit._links[1:])
+        await unit.aclose()
+
+
 async def test_close_after_poll_and_pause_between_requests():
     async with CastingLineSim(port=0, tick_secs=None) as sim:
         ctx, ch = make_ctx()
@@ -212,12 +258,15 @@ async def test_close_after_poll_and_pause_between_requests():
         await unit.aclose()
 
 
-async def test_fast_polling_unit_stops_promptly_when_cancelled():
+@pytest.mark.parametrize("conc", [1, 3], ids=["sequential", "3-in-flight"])
+async def test_fast_polling_unit_stops_promptly_when_cancelled(conc):
     # a cancel that lands while a response arrives used to be swallowed by asyncio.wait_for in
     # pymodbus (Python 3.11), leaving the unit polling through agent shutdown
     async with CastingLineSim(port=0, tick_secs=None) as sim:
         ctx, ch = make_ctx()
-        cfg = example_config(sim.port, poll_interval_secs=0.001, poll_groups=[{"name": "fast", "poll_interval_secs": 0.001}])
+        cfg = example_config(
+            sim.port, poll_interval_secs=0.001, poll_groups=[{"name": "fast", "poll_interval_secs": 0.001}], max_concurrent_requests=conc
+        )
         (unit,) = build(cfg, ctx)
         await unit.connect()
         for _ in range(25):

@@ -220,6 +220,20 @@ def test_transport_needs_its_endpoint():
     assert "transport rtu needs 'serial_port'" in str(ei.value)
 
 
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ("transport: rtu_over_tcp\n", "max_concurrent_requests 2 needs transport tcp: a serial line"),
+        ("pause_between_requests_secs: 0.05\n", "cannot keep pause_between_requests_secs"),
+    ],
+)
+def test_concurrent_requests_only_on_tcp_without_pauses(extra, message):
+    (p,) = problems("max_concurrent_requests: 2\n" + extra + "units: [{unit_id: 1, signals: [{name: a, address: 0}]}]\n")
+    assert p.startswith("plant.yaml:6 connectors[0].devices[0]") and message in p
+    dev = load("max_concurrent_requests: 4\nunits: [{unit_id: 1, signals: [{name: a, address: 0}]}]\n").connectors[0].devices[0]
+    assert dev.max_concurrent_requests == 4
+
+
 def test_config_layer_does_not_import_pymodbus():
     import subprocess
     import sys
