@@ -5,13 +5,17 @@ Prints JSON with
 * registers/s through the connector (poll loop -> ConnectorContext -> channel, drained) and
   end to end through the agent (Modbus -> core -> durable buffer -> Parquet), each against a bare
   pymodbus read loop over the same blocks in the same run (target ratio >= 0.8);
-* the same per CPU second of this process (``cpu_ratio_vs_bare``): on a busy machine wall-clock
-  ratios swing with other processes, the CPU cost per register does not.
+* each twice: with ``max_concurrent_requests: 1`` (one request after the other, exactly the
+  bare loop's access pattern) and with ``--concurrency N`` (N connections to the device, each
+  one request at a time); a bare pymodbus loop over N connections is reported beside it so the
+  gain from concurrency is not mistaken for a cheaper connector;
+* the same per CPU second of this process (``cpu_ratio_vs_bare``, ``cpu_us_per_register``): on
+  a busy machine wall-clock ratios swing with other processes, the CPU cost per register does not.
 
 "Registers" counts 16-bit words on the wire: register blocks by their length, bit blocks by
 ceil(bits / 16).
 
-    .venv/bin/python bench/modbus.py [--secs 3] [--signals 1000]
+    .venv/bin/python bench/modbus.py [--secs 3] [--signals 1000] [--concurrency 3] [--buffer sqlite|memory]
 """
 
 from __future__ import annotations
@@ -71,11 +75,12 @@ def _serve(signals: list[dict], conn) -> None:
     asyncio.run(main())
 
 
-def section(port: int, signals: list[dict]) -> dict:
+def section(port: int, signals: list[dict], concurrency: int = 1) -> dict:
     return {
         "id": "bench", "type": "modbus", "asset": "bench/line1",
         "devices": [{"name": "dev", "host": "127.0.0.1", "port": port, "poll_interval_secs": 0.001,
-                     "request_timeout_secs": 5.0, "units": [{"unit_id": 1, "signals": signals}]}],
+                     "request_timeout_secs": 5.0, "max_concurrent_requests": concurrency,
+                     "units": [{"unit_id": 1, "signals": signals}]}],
     }
 
 
@@ -83,21 +88,34 @@ def words(blocks) -> int:
     return sum(b.count if not b.table.is_bits else -(-b.count // 16) for b in blocks)
 
 
-async def bare_loop(port: int, blocks, secs: float) -> tuple[int, float, float]:
-    """Cycles of plain pymodbus reads over the same blocks; returns (cycles, wall secs, CPU secs)."""
+async def bare_loop(port: int, blocks, secs: float, connections: int = 1) -> tuple[int, float, float]:
+    """Cycles of plain pymodbus reads over the same blocks, on ``connections`` clients that each
+    take the next block of the cycle (1: one request after the other); returns (cycles, wall
+    secs, CPU secs of this process)."""
     from pymodbus.client import AsyncModbusTcpClient
 
-    c = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=5, retries=0, reconnect_delay=0)
-    await c.connect()
-    fn = {"holding": c.read_holding_registers, "input": c.read_input_registers, "coil": c.read_coils}
-    cycles, t0, c0 = 0, time.perf_counter(), time.process_time()
-    while time.perf_counter() - t0 < secs:
-        for b in blocks:
+    clients = [AsyncModbusTcpClient("127.0.0.1", port=port, timeout=5, retries=0, reconnect_delay=0) for _ in range(connections)]
+    for c in clients:
+        await c.connect()
+
+    async def reader(c, todo) -> None:
+        fn = {"holding": c.read_holding_registers, "input": c.read_input_registers, "coil": c.read_coils}
+        for i in todo:
+            b = blocks[i]
             rr = await fn[b.table.value](b.start, count=b.count, device_id=1)
             assert not rr.isError()
+
+    cycles, t0, c0 = 0, time.perf_counter(), time.process_time()
+    while time.perf_counter() - t0 < secs:
+        if connections == 1:
+            await reader(clients[0], range(len(blocks)))
+        else:
+            todo = iter(range(len(blocks)))
+            await asyncio.gather(*(reader(c, todo) for c in clients))
         cycles += 1
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
-    c.close()
+    for c in clients:
+        c.close()
     return cycles, elapsed, cpu
 
 
@@ -135,7 +153,7 @@ class ConnectorLoop:
         await self.unit.aclose()
 
 
-async def agent_run(port: int, signals: list[dict], secs: float, buffer: str) -> tuple[int, float, float, int]:
+async def agent_run(port: int, signals: list[dict], secs: float, buffer: str, concurrency: int = 1) -> tuple[int, float, float, int]:
     """Requests done by the agent's Modbus unit inside a ``secs`` window after startup."""
     from edge_agent.config import load_config_text
     from edge_agent.runtime.agent import Agent
@@ -145,7 +163,7 @@ async def agent_run(port: int, signals: list[dict], secs: float, buffer: str) ->
             "agent": {"id": "bench", "data_dir": f"{root}/data", "state_dir": f"{root}/state", "log_level": "warning",
                       "http": {"enabled": False}},
             "buffer": {"kind": buffer},
-            "connectors": [section(port, signals)],
+            "connectors": [section(port, signals, concurrency)],
         }
         agent = Agent(load_config_text(yaml.safe_dump(doc), fname="bench.yaml"))
         task = asyncio.create_task(agent.run())
@@ -160,6 +178,10 @@ async def agent_run(port: int, signals: list[dict], secs: float, buffer: str) ->
         return r1 - r0, t1 - t0, c1 - c0, res.committed
 
 
+def _add(acc: list, res) -> list:
+    return [a + b for a, b in zip(acc, res)]
+
+
 async def main_async(args) -> dict:
     from connectors.modbus.connector import plan_device
     from edge_agent.config import load_config_text
@@ -168,56 +190,89 @@ async def main_async(args) -> dict:
     parent, child = mp.Pipe()
     proc = mp.get_context("spawn").Process(target=_serve, args=(signals, child), daemon=True)
     proc.start()
+    conc = args.concurrency
     try:
         print("starting device simulator", file=sys.stderr, flush=True)
         port = parent.recv()
-        cfg = load_config_text(yaml.safe_dump({"connectors": [section(port, signals)]}), fname="bench.yaml").connectors[0]
+
+        def cfg_for(c: int):
+            return load_config_text(yaml.safe_dump({"connectors": [section(port, signals, c)]}), fname="bench.yaml").connectors[0]
+
+        cfg = cfg_for(1)
         plan = plan_device(cfg, cfg.devices[0], lambda spec, _n=iter(range(10**9)): next(_n))
         blocks = [p.block for p in plan["default"]]
         per_cycle = words(blocks)
-        guard = args.secs * 4 + 60  # a hung phase fails with its name instead of waiting forever
+        guard = args.secs * 12 + 60  # a hung phase fails with its name instead of waiting forever
         phase = "warm-up"
         print(f"phase {phase}", file=sys.stderr, flush=True)
         async with asyncio.timeout(guard):
             await bare_loop(port, blocks, 0.3)
-        # bare loop and connector alternate in short slices so both see the same machine load
-        bare = [0, 0.0, 0.0]
-        conn = [0, 0.0, 0.0]
+        # bare loops and connectors alternate in short slices so all see the same machine load
+        bare, bare_n = [0, 0.0, 0.0], [0, 0.0, 0.0]
+        conn = {1: [0, 0.0, 0.0], conc: [0, 0.0, 0.0]}
+        rows = {}
         phase = "connector vs bare"
         print(f"phase {phase}", file=sys.stderr, flush=True)
-        async with asyncio.timeout(guard), ConnectorLoop(cfg) as loop:
+        async with asyncio.timeout(guard), ConnectorLoop(cfg) as seq, ConnectorLoop(cfg_for(conc)) as par:
             for _ in range(max(2, int(args.secs / 0.5))):
-                bare = [a + b for a, b in zip(bare, await bare_loop(port, blocks, 0.5))]
-                conn = [a + b for a, b in zip(conn, await loop.run(0.5))]
-            rows = loop.rows
-        phase = "agent"
-        print(f"phase {phase}", file=sys.stderr, flush=True)
+                bare = _add(bare, await bare_loop(port, blocks, 0.5))
+                conn[1] = _add(conn[1], await seq.run(0.5))
+                if conc > 1:
+                    bare_n = _add(bare_n, await bare_loop(port, blocks, 0.5, conc))
+                    conn[conc] = _add(conn[conc], await par.run(0.5))
+            rows = {1: seq.rows, conc: par.rows}
+        agent = {}
+        around = [0, 0.0, 0.0]
+        for c in sorted({1, conc}):
+            phase = f"agent, max_concurrent_requests {c}"
+            print(f"phase {phase}", file=sys.stderr, flush=True)
+            async with asyncio.timeout(guard):
+                around = _add(around, await bare_loop(port, blocks, 1.0))
+                agent[c] = await agent_run(port, signals, args.secs, args.buffer, c)
         async with asyncio.timeout(guard):
-            around = list(await bare_loop(port, blocks, 1.0))
-            agent_req, agent_t, agent_cpu, committed = await agent_run(port, signals, args.secs, args.buffer)
-            around = [a + b for a, b in zip(around, await bare_loop(port, blocks, 1.0))]
-        bare_rate, bare_cpu_rate = bare[0] * per_cycle / bare[1], bare[0] * per_cycle / bare[2]
-        conn_rate, conn_cpu_rate = conn[0] * per_cycle / conn[1], conn[0] * per_cycle / conn[2]
-        around_rate = around[0] * per_cycle / around[1]
-        agent_cycles = agent_req / len(blocks)
-        agent_rate, agent_cpu_rate = agent_cycles * per_cycle / agent_t, agent_cycles * per_cycle / agent_cpu
-        return {
+            around = _add(around, await bare_loop(port, blocks, 1.0))
+
+        def rate(r) -> float:
+            return r[0] * per_cycle / r[1]
+
+        def cpu_rate(r) -> float:
+            return r[0] * per_cycle / r[2]
+
+        bare_rate, bare_cpu_rate, around_rate = rate(bare), cpu_rate(bare), rate(around)
+        out = {
             "signals": len(signals),
             "requests_per_cycle": len(blocks),
             "requests_per_cycle_one_per_signal": len(signals),
             "registers_per_cycle": per_cycle,
             "bare_pymodbus": {"registers_per_sec": round(bare_rate), "requests_per_sec": round(bare[0] * len(blocks) / bare[1]),
                               "registers_per_cpu_sec": round(bare_cpu_rate)},
-            "connector": {"registers_per_sec": round(conn_rate), "cycles": conn[0], "rows": rows,
-                          "ratio_vs_bare": round(conn_rate / bare_rate, 3),
-                          "cpu_ratio_vs_bare": round(conn_cpu_rate / bare_cpu_rate, 3)},
-            "agent": {"registers_per_sec": round(agent_rate), "buffer": args.buffer, "committed_rows": committed,
-                      "bare_registers_per_sec_around_it": round(around_rate), "ratio_vs_bare": round(agent_rate / around_rate, 3),
-                      "cpu_ratio_vs_bare": round(agent_cpu_rate / bare_cpu_rate, 3)},
-            "target_ratio": 0.8,
-            "load_average_1min": round(os.getloadavg()[0], 2),
-            "cpus": os.cpu_count(),
         }
+        if conc > 1:
+            out[f"bare_pymodbus_{conc}_connections"] = {
+                "registers_per_sec": round(rate(bare_n)), "ratio_vs_bare": round(rate(bare_n) / bare_rate, 3),
+                "registers_per_cpu_sec": round(cpu_rate(bare_n)),
+            }
+        for c in sorted({1, conc}):
+            out[f"connector_max_concurrent_requests_{c}"] = {
+                "registers_per_sec": round(rate(conn[c])), "cycles": conn[c][0], "rows": rows[c],
+                "ratio_vs_bare": round(rate(conn[c]) / bare_rate, 3),
+                "cpu_ratio_vs_bare": round(cpu_rate(conn[c]) / bare_cpu_rate, 3),
+            }
+        for c in sorted({1, conc}):
+            req, t, cpu, committed = agent[c]
+            cycles = req / len(blocks)
+            out[f"agent_max_concurrent_requests_{c}"] = {
+                "registers_per_sec": round(cycles * per_cycle / t), "buffer": args.buffer, "committed_rows": committed,
+                "ratio_vs_bare": round(cycles * per_cycle / t / around_rate, 3),
+                "cpu_ratio_vs_bare": round(cycles * per_cycle / cpu / bare_cpu_rate, 3),
+                "cpu_us_per_register": round(cpu / (cycles * per_cycle) * 1e6, 2),
+            }
+        out["bare_registers_per_sec_around_the_agent_runs"] = round(around_rate)
+        out["bare_cpu_us_per_register"] = round(1e6 / bare_cpu_rate, 2)
+        out["target_ratio"] = 0.8
+        out["load_average_1min"] = round(os.getloadavg()[0], 2)
+        out["cpus"] = os.cpu_count()
+        return out
     except TimeoutError:
         raise SystemExit(f"bench/modbus.py: phase {phase!r} did not finish within {guard:.0f} s") from None
     finally:
@@ -230,6 +285,8 @@ def main() -> None:
     p.add_argument("--secs", type=float, default=3.0, help="seconds per measured phase")
     p.add_argument("--signals", type=int, default=1000)
     p.add_argument("--buffer", choices=("sqlite", "memory"), default="sqlite", help="agent buffer kind")
+    p.add_argument("--concurrency", type=int, default=3,
+                   help="max_concurrent_requests of the second connector / agent run (the first is 1, like the bare loop)")
     args = p.parse_args()
 
     async def run() -> None:
