@@ -82,11 +82,14 @@ class SqliteBuffer(Buffer):
         when_full: WhenFull,
         fsync: str = "normal",
         on_drop: Callable[[int, str], None] | None = None,
-        cache_max_bytes: int = 32 * 1024 * 1024,
+        cache_max_bytes: int = 8 * 1024 * 1024,
     ):
         super().__init__(max_bytes, when_full, on_drop)
         # Write-through cache: batches just put are handed to the sink from memory, so a sink
-        # that keeps up never reads its data back from SQLite (a restart reads from disk).
+        # that keeps up never reads its data back from SQLite (a restart reads from disk). It is
+        # counted in decoded bytes; 8 MiB holds about two 100k-row batches. A sink that falls
+        # further behind reads the LZ4 blobs back (~1 ms per 100k rows) instead of the cache
+        # holding RAM for it.
         self.cache_max_bytes = min(int(cache_max_bytes), int(max_bytes))
         self._cache: dict[int, tuple[pa.RecordBatch, int]] = {}
         self._cache_bytes = 0
