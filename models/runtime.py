@@ -161,8 +161,16 @@ class EdgeScorer:
         max_pending_score_batches: int = 10_000,
         max_pending_events: int = 1_000,
         top_k: int = 3,
+        on_delay_windows: int = 1,
+        off_delay_windows: int = 1,
     ) -> None:
+        if on_delay_windows < 1 or off_delay_windows < 1:
+            raise ValueError("on_delay_windows and off_delay_windows must be >= 1")
         self.model_dir = Path(model_dir)
+        # alarm on-delay / off-delay (ISA-18.2 style): an event opens after ``on_delay_windows``
+        # anomalous windows in a row and closes after ``off_delay_windows`` normal ones in a row
+        self.on_delay_windows = on_delay_windows
+        self.off_delay_windows = off_delay_windows
         self.catalog = catalog
         self.max_age_periods = max_age_periods
         self.lateness_periods = lateness_periods
@@ -178,6 +186,9 @@ class EdgeScorer:
         self._rejected: str | None = None
         self._worker: threading.Thread | None = None
         self._open: dict[str, Any] | None = None
+        self._pending: dict[str, Any] | None = None  # anomalous run shorter than the on-delay
+        self._clear_n = 0  # normal windows in a row while an event is open
+        self._last_t: int | None = None  # time of the last scored window
         self._failure: BaseException | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -376,21 +387,42 @@ class EdgeScorer:
                 self._track(m, times, score, contrib, alarm)
 
     def _track(self, m: _Model, times, score, contrib, alarm) -> None:
+        """Turn scored windows into events. An event starts at the first window of a run of at
+        least ``on_delay_windows`` anomalous windows, ends at its last anomalous window, and is
+        closed after ``off_delay_windows`` normal windows, or when no window was scored for more
+        than two hops (inputs missing or stale: what ran before the gap is over)."""
+        gap_ns = 2 * m.hop * m.period
         for i in range(len(times)):
+            t = int(times[i])
+            if self._last_t is not None and t - self._last_t > gap_ns:
+                self._end_run()
+            self._last_t = t
             if alarm[i]:
-                if self._open is None or self._open["model"] is not m:
-                    if self._open is not None:
+                self._clear_n = 0
+                cur = self._open if self._open is not None else self._pending
+                if cur is None or cur["model"] is not m:
+                    self._end_run()
+                    cur = self._pending = {"model": m, "start": t, "end": t, "peak": float(score[i]), "peak_t": t,
+                                           "n": 0, "contrib": np.zeros(contrib.shape[1])}
+                cur["end"] = t
+                cur["n"] += 1
+                cur["contrib"] += contrib[i]
+                if score[i] > cur["peak"]:
+                    cur["peak"], cur["peak_t"] = float(score[i]), t
+                if self._open is None and cur["n"] >= self.on_delay_windows:
+                    self._open, self._pending = cur, None
+            else:
+                self._pending = None  # a run shorter than the on-delay raises nothing
+                if self._open is not None:
+                    self._clear_n += 1
+                    if self._clear_n >= self.off_delay_windows:
                         self._emit(self._close_event())
-                    self._open = {"model": m, "start": int(times[i]), "end": int(times[i]), "peak": float(score[i]),
-                                  "peak_t": int(times[i]), "n": 0, "contrib": np.zeros(contrib.shape[1])}
-                ev = self._open
-                ev["end"] = int(times[i])
-                ev["n"] += 1
-                ev["contrib"] += contrib[i]
-                if score[i] > ev["peak"]:
-                    ev["peak"], ev["peak_t"] = float(score[i]), int(times[i])
-            elif self._open is not None:
-                self._emit(self._close_event())
+
+    def _end_run(self) -> None:
+        self._pending = None
+        self._clear_n = 0
+        if self._open is not None:
+            self._emit(self._close_event())
 
     def _emit(self, event: AnomalyEvent) -> None:
         if len(self._events) == self._events.maxlen:
@@ -399,6 +431,7 @@ class EdgeScorer:
 
     def _close_event(self) -> AnomalyEvent:
         ev, self._open = self._open, None
+        self._clear_n = 0
         self.stats.events += 1
         return self._event(ev)
 

@@ -242,3 +242,38 @@ def test_undrained_scores_are_dropped_oldest_first_and_counted(model_dir, cat):
     assert scorer.stats.results_dropped == {"scores": 46}
     k = (kept.column("time").cast("int64").to_numpy() - T0) // PERIOD
     np.testing.assert_array_equal(k, np.arange(49, 59))  # the newest survive
+
+
+def _tracked(alarm_pattern: str, times_ms=None, on=1, off=1):
+    """Feed ``_track`` a pattern of windows ('x' anomalous, '.' normal) 200 ms apart; events as (start, end) ms."""
+    from types import SimpleNamespace
+
+    sc = EdgeScorer("unused", SignalCatalog(), on_delay_windows=on, off_delay_windows=off)
+    m = SimpleNamespace(hop=1, period=200_000_000, name="m", threshold=1.0, bundle=SimpleNamespace(signals=["a", "b"]))
+    n = len(alarm_pattern)
+    t = np.array(times_ms if times_ms is not None else [200 * i for i in range(n)], dtype=np.int64) * 1_000_000
+    alarm = np.array([c == "x" for c in alarm_pattern])
+    score = np.where(alarm, 2.0, 0.1)
+    contrib = np.tile([0.7, 0.3], (n, 1))
+    sc._track(m, t, score, contrib, alarm)
+    sc._end_run()
+    return [(e.start_ns // 1_000_000, e.end_ns // 1_000_000) for e in sc.drain_events()]
+
+
+def test_on_delay_filters_short_spikes_and_dates_the_event_from_its_first_window():
+    pattern = "..x....xx...xxx....xxxxx.."
+    assert _tracked(pattern) == [(400, 400), (1400, 1600), (2400, 2800), (3800, 4600)]
+    assert _tracked(pattern, on=3) == [(2400, 2800), (3800, 4600)]
+
+
+def test_off_delay_keeps_a_flickering_anomaly_one_event():
+    pattern = "..xxx.xx..xxx......x"
+    assert _tracked(pattern) == [(400, 800), (1200, 1400), (2000, 2400), (3800, 3800)]
+    assert _tracked(pattern, off=3) == [(400, 2400), (3800, 3800)]
+
+
+def test_a_gap_in_scored_windows_ends_the_event():
+    # windows 0..4 anomalous, then nothing scored for 1.8 s, then anomalous again: two events
+    times = [0, 200, 400, 600, 800, 2600, 2800, 3000]
+    assert _tracked("xxxxxxxx", times) == [(0, 800), (2600, 3000)]
+    assert _tracked("xxxxxxxx", times, off=10) == [(0, 800), (2600, 3000)]
