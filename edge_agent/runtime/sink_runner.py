@@ -97,8 +97,10 @@ class SinkRunner:
                     continue
                 pending.append(tx)
                 try:
-                    for seq, batch in zip(tx.seqs, tx.batches, strict=True):
+                    for i, seq in enumerate(tx.seqs):
+                        batch, tx.batches[i] = tx.batches[i], None  # written batches are not held here
                         await self.sink.write(self.buffer.buffer_id, seq, batch)
+                        del batch
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - sink boundary: reject and retry
