@@ -4,7 +4,7 @@ Only read functions (1, 2, 3, 4) are ever sent: axedge never writes to a device.
 
 * Modbus TCP (MBAP framing) uses :class:`MbapClient` below: a read request is 12 bytes and its
   response a fixed header and the data, so a small asyncio protocol does it with one write and a
-  timer per request, about a quarter of pymodbus' CPU per request (``bench/modbus.py``).
+  timer per request, about half of pymodbus' CPU per request on the benchmark map.
 * RTU on a serial line and RTU framed over TCP use pymodbus (CRC, inter-frame timing, serial
   ports), imported inside functions so the config layer stays light.
 """
