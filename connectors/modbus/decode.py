@@ -3,7 +3,9 @@
 A :class:`BlockDecoder` is built once per read block (at connect time) from the signals it
 covers: signals are grouped by (type, byte order, width) and each group keeps an index matrix
 into the block, so one poll decodes every value of a group with a handful of array operations
-instead of a Python loop per value.
+instead of a Python loop per value. Numeric groups gather their bytes from the block's
+big-endian wire image in the value's byte order (one fancy index, or a plain view when the
+values are back to back in ABCD order) and reinterpret them as the big-endian type.
 
 Byte orders name the bytes of a value as they come off the wire, ``A`` = most significant:
 ``ABCD`` big endian (Modbus standard), ``DCBA`` little endian, ``BADC`` bytes swapped inside
@@ -57,10 +59,13 @@ def canonical_words(words: np.ndarray, order: ByteOrder, *, swap_words: bool = T
     return np.ascontiguousarray(w, dtype=np.uint16)
 
 
-def _numeric(words: np.ndarray, t: ModbusType, order: ByteOrder) -> np.ndarray:
-    """Raw values in their own dtype; assigning them into the float64 value column converts."""
-    be = canonical_words(words, order).astype(">u2")
-    return be.view(_BE_DTYPE[t]).reshape(-1)
+def _byte_order_perm(width: int, order: ByteOrder) -> np.ndarray:
+    """Positions of a value's bytes (most significant first) in its ``2 * width`` wire bytes."""
+    words = np.arange(width, dtype=np.intp)
+    if order in _WORD_SWAP:
+        words = words[::-1]
+    inner = np.array([1, 0] if order in _BYTE_SWAP else [0, 1], dtype=np.intp)
+    return (2 * words[:, None] + inner[None, :]).reshape(-1)
 
 
 def _bcd(words: np.ndarray, order: ByteOrder) -> tuple[np.ndarray, np.ndarray]:
@@ -96,7 +101,9 @@ class BlockDecoder:
         self.scale = np.array([f.scale for f in fields], dtype=np.float64)
         self.value_offset = np.array([f.value_offset for f in fields], dtype=np.float64)
         self.needs_scale = bool((self.scale != 1.0).any() or (self.value_offset != 0.0).any())
-        # groups: (type, order, width, bit) -> (rows, index matrix)
+        # groups: (type, order, width, bit) -> rows; numeric groups read their bytes straight
+        # from the big-endian wire image of the block (one gather, or a plain view when the
+        # fields are back to back in ABCD order), the others work on the register values
         groups: dict[tuple, list[int]] = {}
         for i, f in enumerate(fields):
             key = (f.type, f.byte_order, f.width, f.bit if f.type is ModbusType.bit else None)
@@ -106,7 +113,16 @@ class BlockDecoder:
             r = np.asarray(rows, dtype=np.intp)
             offs = np.array([fields[i].offset for i in rows], dtype=np.intp)
             idx = offs[:, None] + np.arange(width, dtype=np.intp)[None, :]
-            self.groups.append((t, order, bit, r, offs, idx))
+            dest = slice(int(r[0]), int(r[-1]) + 1) if (np.diff(r) == 1).all() else r  # a slice assigns faster
+            num = None
+            if not bits and t in _BE_DTYPE:
+                perm = _byte_order_perm(width, order)
+                n = len(rows)
+                if (perm == np.arange(2 * width)).all() and (offs == offs[0] + width * np.arange(n)).all():
+                    num = (int(offs[0]) * 2, n, None)  # back to back, ABCD: a view of the wire bytes
+                else:
+                    num = (0, n, (2 * offs)[:, None] + perm[None, :])
+            self.groups.append((t, order, bit, dest, offs, idx, num))
 
     def decode(self, data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str | None] | None]:
         """``data``: uint16 registers (or bools for bit tables) of the whole block."""
@@ -121,24 +137,31 @@ class BlockDecoder:
         preset 0): the connector builds one chunk per cycle without a copy per block. Returns
         the text values (or None when the block has no strings)."""
         text: list[str | None] | None = [None] * self.n if self.has_text else None
-        for t, order, bit, rows, offs, idx in self.groups:
-            if self.bits:
+        wire = None
+        for t, order, bit, rows, offs, idx, num in self.groups:
+            if num is not None:
+                if wire is None:  # the block as big-endian bytes, as it came off the wire
+                    wire = data.astype(">u2", copy=False).view(np.uint8)
+                start, n, bidx = num
+                if bidx is None:
+                    value[rows] = np.frombuffer(wire, dtype=_BE_DTYPE[t], count=n, offset=start)
+                else:
+                    value[rows] = wire[bidx].view(_BE_DTYPE[t]).reshape(-1)
+            elif self.bits:
                 value[rows] = data[offs]
             elif t is ModbusType.bit:
                 value[rows] = (data[offs] >> np.uint16(bit)) & np.uint16(1)
             elif t is ModbusType.bcd:
                 v, ok = _bcd(data[idx], order)
                 value[rows] = v
-                bad = rows[~ok]
+                bad = np.arange(self.n)[rows][~ok]
                 valid[bad] = False
                 quality[bad] = Quality.BAD_DECODING_ERROR
             elif t is ModbusType.string:
                 value[rows] = np.nan
                 valid[rows] = False
-                for r, s in zip(rows.tolist(), _strings(data[idx], order)):
+                for r, s in zip(np.arange(self.n)[rows].tolist(), _strings(data[idx], order)):
                     text[r] = s
-            else:
-                value[rows] = _numeric(data[idx], t, order)
         if self.needs_scale:
             value *= self.scale
             value += self.value_offset

@@ -272,7 +272,7 @@ class ModbusLink:
             return bits[: block.count].astype(bool)
         if len(payload) != 2 * block.count:
             raise ProtocolError(f"modbus {describe(self.device, block)}: {len(payload) // 2} registers in response, expected {block.count}")
-        return np.frombuffer(payload, dtype=">u2").astype(np.uint16)
+        return np.frombuffer(payload, dtype=">u2")  # the wire bytes: the decoder reads values from them
 
     def close(self) -> None:
         if self._client is not None:

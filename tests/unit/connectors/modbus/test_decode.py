@@ -95,3 +95,19 @@ def test_bit_tables():
     bits = np.array([1, 0, 0, 1, 1], dtype=bool)
     v, valid, q, _ = BlockDecoder([FieldSpec(3, ModbusType.bool), FieldSpec(1, ModbusType.bool)], bits=True).decode(bits)
     assert v.tolist() == [1.0, 0.0] and valid.all()
+
+
+@given(
+    st.sampled_from(ORDERS),
+    st.lists(st.floats(allow_nan=False, width=32), min_size=2, max_size=20),
+    st.integers(0, 3),
+)
+def test_runs_of_one_type_back_to_back_or_with_holes(order, xs, hole):
+    # back to back in ABCD reads a view of the wire bytes; holes or other orders gather them
+    words, fields = [], []
+    for x in xs:
+        fields.append(FieldSpec(len(words), ModbusType.float32, 2, order))
+        words += encode(x, "float32", order.value) + [0xBEEF] * hole
+    for data in (np.asarray(words, dtype=np.uint16), np.asarray(words, dtype=">u2")):  # pymodbus / wire arrays
+        v, valid, q, _ = BlockDecoder(fields, bits=False).decode(data)
+        assert v.tolist() == [float(np.float32(x)) for x in xs] and valid.all() and not q.any()
