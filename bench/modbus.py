@@ -78,9 +78,12 @@ def _serve(signals: list[dict], conn) -> None:
 
 
 def section(port: int, signals: list[dict], concurrency: int = 1) -> dict:
+    # polled back to back: a cycle takes ~10 ms, far over the interval, so the drift-free ticker
+    # skips to the next grid point; a 0.1 ms grid keeps that wait out of the figure (a 1 ms grid
+    # cost up to 1 ms per cycle, ~5 %)
     return {
         "id": "bench", "type": "modbus", "asset": "bench/line1",
-        "devices": [{"name": "dev", "host": "127.0.0.1", "port": port, "poll_interval_secs": 0.001,
+        "devices": [{"name": "dev", "host": "127.0.0.1", "port": port, "poll_interval_secs": 0.0001,
                      "request_timeout_secs": 5.0, "max_concurrent_requests": concurrency,
                      "units": [{"unit_id": 1, "signals": signals}]}],
     }
