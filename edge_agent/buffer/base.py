@@ -75,6 +75,13 @@ class Buffer(ABC):
     def end(self, tx: Tx, accept: bool) -> None:
         """Accept (delete for good) or reject (return to the front, original order) ``tx``."""
 
+    def accept_all(self, txs: list[Tx]) -> None:
+        """Accept several transactions at once (a sink commit covers them all); durable buffers
+        delete them in one store transaction. Transactions already ended are skipped."""
+        for tx in txs:
+            if not tx.done:
+                self.end(tx, accept=True)
+
     @abstractmethod
     def ack_through(self, buffer_id: str, seq: int) -> int:
         """If ``buffer_id`` is this buffer's, delete every batch with sequence <= ``seq`` (a sink

@@ -278,6 +278,18 @@ class SqliteBuffer(Buffer):
                 self._index.inflight.difference_update(tx.seqs)
             tx.done = True
 
+    def accept_all(self, txs: list[Tx]) -> None:
+        with self._lock:
+            conn = self._connection()
+            txs = [tx for tx in txs if not tx.done]
+            seqs = [s for tx in txs for s in tx.seqs]
+            if seqs:
+                self._delete(conn, seqs, "end")  # one SQLite transaction for the whole commit
+                self._uncache(seqs)
+                self._index.remove(seqs)
+            for tx in txs:
+                tx.done = True
+
     def ack_through(self, buffer_id: str, seq: int) -> int:
         if buffer_id != self.buffer_id:
             return 0

@@ -21,6 +21,8 @@ class SinkRunner:
         self.sink_id = sink_id
         self.sink = sink
         self.buffer = buffer
+        # Kept for callers; the runner now takes one batch per transaction (see run()), so a
+        # transaction never holds more than one decoded batch, and accepts them all at commit.
         self.max_rows_per_tx = max_rows_per_tx
         self.state = "starting"
         self.last_error: str | None = None
@@ -76,7 +78,9 @@ class SinkRunner:
                     dl = deadline_fn()
                     if dl is not None and time.monotonic() > dl:
                         break
-                tx = await asyncio.to_thread(self.buffer.begin, self.max_rows_per_tx)
+                # One batch per transaction: a durable buffer decodes only the batch being written
+                # (not max_rows_per_tx of them at once); the commit accepts them together.
+                tx = await asyncio.to_thread(self.buffer.begin, 1)
                 if tx is None:
                     # Everything stored is in the sink. A put waiting for room (pressure) makes the
                     # commit due now: one commit then frees the whole buffer, instead of one small
@@ -124,8 +128,7 @@ class SinkRunner:
             raise
         except Exception as exc:  # noqa: BLE001
             return await self._fail(pending, exc)
-        for tx in pending:
-            await asyncio.to_thread(self.buffer.end, tx, True)
+        await asyncio.to_thread(self.buffer.accept_all, pending)
         self._pressure = False
         self._space.set()
         self._backoff.reset()

@@ -163,6 +163,22 @@ def test_concurrent_producer_and_consumer_lose_and_duplicate_nothing(opener, mak
     buf.close()
 
 
+def test_accept_all_deletes_every_transaction_once(opener, make_batch):
+    buf = opener()
+    for i in range(4):
+        buf.put(make_batch(10, i))
+    txs = [buf.begin(1) for _ in range(3)]
+    assert [len(tx.seqs) for tx in txs] == [1, 1, 1]
+    buf.end(txs[0], accept=True)  # already ended: skipped
+    buf.accept_all(txs)
+    assert all(tx.done for tx in txs)
+    assert (buf.rows, buf.batches) == (10, 1)
+    left = buf.begin(100)
+    assert left.batches[0].equals(make_batch(10, 3))
+    buf.accept_all([left])
+    assert (buf.rows, buf.nbytes, buf.batches) == (0, 0, 0)
+
+
 def test_memory_buffers_have_distinct_ids_and_sequences_start_at_one(make_batch):
     a = open_buffer("memory", None, 10**6, "block")
     b = open_buffer("memory", None, 10**6, "block")
