@@ -87,7 +87,8 @@ class _MbapProtocol(asyncio.Protocol):
             frame = bytes(buf[: 6 + length])
             del buf[: 6 + length]
             w = self.waiter
-            if w is not None and tid == self.tid and not w.done():
+            # transaction id 0: devices that do not echo the id (pymodbus takes those answers too)
+            if w is not None and (tid == self.tid or tid == 0) and not w.done():
                 w.set_result(frame)
             # else: a late answer to a timed-out request, or unsolicited: ignored
 

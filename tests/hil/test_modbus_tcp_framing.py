@@ -152,6 +152,16 @@ async def test_unfitting_answer_is_a_bad_row_and_the_next_cycle_reads(bad, quali
     assert ctx.metrics.errors == {error: 1}
 
 
+async def test_device_that_answers_with_transaction_id_zero_is_read():
+    async with ScriptedDevice(lambda tid, unit, fc, start, count, n: holding_answer(0, unit, WORDS)) as dev:
+        unit, ctx, ch = unit_for(dev.port)
+        await unit.connect()
+        await unit.poll()
+        await unit.aclose()
+    (c,) = await rows(ch)
+    assert c.value.tolist() == [float(np.float32(3.14159)), 7.0]
+
+
 async def test_garbage_header_drops_the_buffer_and_times_out():
     def answer(tid, unit, fc, start, count, n):
         if n == 0:
