@@ -608,9 +608,15 @@ class RawDatasetWriter:
         try:
             for f in self._files:  # the encoder works on the last row groups while files finish in order
                 self._flush(f)
-            for f in self._files:
-                self._close_file(f)
-                mf.fsync_file(f.staged)
+            # each closed file is fsynced and hashed on a helper thread while the next one closes
+            # (the filesystem can merge concurrent fsyncs into one journal commit)
+            with ThreadPoolExecutor(max_workers=4, thread_name_prefix="axedge-fsync") as pool:
+                digests = []
+                for f in self._files:
+                    self._close_file(f)
+                    digests.append(pool.submit(_fsync_and_hash, f.staged))
+                digests = [d.result() for d in digests]
+            for f, digest in zip(self._files, digests, strict=True):
                 files.append(
                     {
                         "path": f.rel,
@@ -618,7 +624,7 @@ class RawDatasetWriter:
                         "date": f.date,
                         "rows": f.rows,
                         "bytes": f.written_bytes,
-                        "sha256": mf.sha256_file(f.staged),
+                        "sha256": digest,
                         "time_min": mf.iso_us(f.time_min),
                         "time_max": mf.iso_us(f.time_max),
                         "signals": int(np.count_nonzero(f.seen)),
@@ -926,6 +932,11 @@ class _Batch:
             text=None if text.null_count == n else text,
             server=None if server.null_count == n else server.cast(TS_US_UTC, safe=False),
         )
+
+
+def _fsync_and_hash(path: Path) -> str:
+    mf.fsync_file(path)
+    return mf.sha256_file(path)
 
 
 def _utc_now_iso() -> str:
