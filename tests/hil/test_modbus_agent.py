@@ -8,6 +8,7 @@ import socket
 from pathlib import Path
 
 import pyarrow.dataset as ds
+import pytest
 import yaml
 
 from dataset_builder.format import Quality
@@ -37,10 +38,11 @@ def read_rows(root: Path):
     return t.sort_by([("time", "ascending")]).to_pylist()
 
 
-async def test_committed_parquet_equals_what_the_simulator_served(tmp_path):
+@pytest.mark.parametrize("conc", [1, 3], ids=["sequential", "3-in-flight"])
+async def test_committed_parquet_equals_what_the_simulator_served(tmp_path, conc):
     async with CastingLineSim(port=0, tick_secs=None, seed=7) as sim:
         sim.step(31.0)  # somewhere in the cycle, values frozen from here on
-        agent = Agent(agent_config(tmp_path, sim.port))
+        agent = Agent(agent_config(tmp_path, sim.port, max_concurrent_requests=conc))
         res = await agent.run(duration_secs=1.2)
     assert res.dropped == 0 and res.received == res.committed > 0
     rows = read_rows(tmp_path)
@@ -62,11 +64,12 @@ async def test_committed_parquet_equals_what_the_simulator_served(tmp_path):
     assert len(fast) >= 3 * len(slow) >= 3  # fast group every 0.2 s, default every 1 s
 
 
-async def test_device_restart_mid_run_reconnects_marks_gap_and_keeps_running(tmp_path):
+@pytest.mark.parametrize("conc", [1, 3], ids=["sequential", "3-in-flight"])
+async def test_device_restart_mid_run_reconnects_marks_gap_and_keeps_running(tmp_path, conc):
     labels = tmp_path / "labels.jsonl"
     faults = [{"kind": "device_restart", "start_secs": 0.6, "duration_secs": 0.8}]
     async with CastingLineSim(port=0, tick_secs=0.05, speed=5.0, labels=labels, faults=faults) as sim:
-        agent = Agent(agent_config(tmp_path, sim.port, poll_groups=[{"name": "fast", "poll_interval_secs": 0.05}]))
+        agent = Agent(agent_config(tmp_path, sim.port, poll_groups=[{"name": "fast", "poll_interval_secs": 0.05}], max_concurrent_requests=conc))
         res = await agent.run(duration_secs=3.0)
     (label,) = [json.loads(x) for x in labels.read_text().splitlines()]
     assert label["kind"] == "device_restart" and label["source"] == "schedule"
