@@ -189,8 +189,9 @@ class ModbusDeviceConnector(Connector):
     def __init__(self, config: ModbusConfig, device: ModbusDevice, ctx: ConnectorContext) -> None:
         super().__init__(config, ctx, name=f"{config.id}/{device.name}")
         self.device = device
-        # one connection per request in flight (pymodbus, like most devices, answers one
-        # transaction per connection at a time); link 0 is the one that must connect
+        # one connection per request in flight: a connection carries one transaction at a time
+        # (many devices, and the pymodbus server, do not answer pipelined requests on one
+        # socket); link 0 is the one that must connect
         self._links = [ModbusLink(device) for _ in range(device.max_concurrent_requests)]
         self._link = self._links[0]
         self._groups: dict[str, GroupPlan] | None = None
@@ -214,12 +215,11 @@ class ModbusDeviceConnector(Connector):
         polled over fewer (logged once per connect, counted), never not at all."""
         if len(self._links) == 1:
             return
-        refused = 0
-        for link in self._links[1:]:
-            try:
-                await link.connect()
-            except NotConnected:
-                refused += 1
+        results = await asyncio.gather(*(link.connect() for link in self._links[1:]), return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException) and not isinstance(r, NotConnected):
+                raise r
+        refused = sum(isinstance(r, NotConnected) for r in results)
         if refused:
             self.ctx.metrics.count_error("extra_connection_refused", refused)
             self.ctx.log.warning(
