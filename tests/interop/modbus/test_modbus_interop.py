@@ -50,12 +50,13 @@ def serve(node_server_js):
         p.wait(timeout=10)
 
 
+@pytest.mark.parametrize("conc", [1, 3], ids=["sequential", "3-in-flight"])
 @pytest.mark.parametrize("name", CASE_NAMES)
-async def test_case_against_modbus_serial(name, serve):
+async def test_case_against_modbus_serial(name, serve, conc):
     folder = CASES / name
     port = serve(folder / "registers.json")
     device = yaml.safe_load((folder / "config.yaml").read_text())
-    device.update(host="127.0.0.1", port=port, request_timeout_secs=2.0)
+    device.update(host="127.0.0.1", port=port, request_timeout_secs=2.0, max_concurrent_requests=conc)
     section = {"id": "interop", "type": "modbus", "asset": "test/interop", "devices": [device]}
     cfg = load_config_text(yaml.safe_dump({"connectors": [section]}), fname="interop.yaml").connectors[0]
     ch = BoundedChannel(1000, 1_000_000)
