@@ -9,16 +9,22 @@ Layout (see ``docs/dataset-format.md``)::
     <root>/_axedge/dataset.json, signals.parquet, signals.json
 
 Rows are routed to (asset partition, UTC date of source_time) with numpy: a lookup array maps
-signal id -> partition, one stable radix sort groups the rows, and zero-copy slices go to one
-open file per partition. All open files form one commit group; a commit records, per buffer id,
-the contiguous range of batch sequence numbers it holds, so :meth:`RawDatasetWriter.open`
-returns watermarks and replays of committed batches are skipped (exactly once).
+signal id -> partition, one stable radix sort groups the rows (a batch already grouped is
+sliced), and each group is gathered straight into its open file's row buffer. All open files
+form one commit group; a commit records, per buffer id, the contiguous range of batch sequence
+numbers it holds, so :meth:`RawDatasetWriter.open` returns watermarks and replays of committed
+batches are skipped (exactly once).
 
-Rows wait in per-file numpy column buffers until a row group is written (``row_group_rows`` per
-file, or earlier when all buffers together exceed ``max_buffer_bytes``, largest first), so the
-writer's memory is bounded by ``max_buffer_bytes`` plus one row group being encoded.
+Rows wait in per-file numpy segments until a row group is written (``row_group_rows`` per file,
+or earlier when all buffers together exceed ``max_buffer_bytes``, largest first). Row groups are
+Parquet-encoded on ``encode_threads`` worker threads (each file pinned to one, so its row groups
+stay in order) while the next batch is routed; at most ``encode_threads + 1`` row groups wait, so
+the writer's memory is bounded by ``max_buffer_bytes`` plus those row groups. An encoding error
+surfaces from the next :meth:`write` or from :meth:`commit`; :meth:`abort` waits for the encoder.
+The write path never imports pandas (``to_numpy`` and ``pa.array`` would, when it is installed).
 
-Not thread-safe: call it from one thread (the agent runs it in one worker thread).
+Not thread-safe: call it from one thread at a time (the agent calls it from worker threads, one
+call at a time); the encoder threads are internal.
 """
 
 from __future__ import annotations
