@@ -1,4 +1,5 @@
-"""Durable buffer: SQLite in WAL mode holding one Arrow IPC stream blob (with its CRC-32) per batch.
+"""Durable buffer: SQLite in WAL mode holding one LZ4-compressed Arrow IPC stream blob (with its
+CRC-32) per batch.
 
 ``put`` commits before it returns; that commit is the durability point (see docs/buffer.md for
 what survives a SIGKILL or a power loss under each ``fsync`` setting). The index of stored
