@@ -163,6 +163,7 @@ class EdgeScorer:
         top_k: int = 3,
         on_delay_windows: int = 1,
         off_delay_windows: int = 1,
+        max_age_secs: float | None = None,
     ) -> None:
         if on_delay_windows < 1 or off_delay_windows < 1:
             raise ValueError("on_delay_windows and off_delay_windows must be >= 1")
@@ -173,6 +174,9 @@ class EdgeScorer:
         self.off_delay_windows = off_delay_windows
         self.catalog = catalog
         self.max_age_periods = max_age_periods
+        # ``max_age_secs`` (when given) overrides ``max_age_periods``: report-by-exception sources
+        # (OPC UA subscriptions, MQTT on change) send nothing while a value holds still
+        self.max_age_secs = max_age_secs
         self.lateness_periods = lateness_periods
         self.top_k = top_k
         self.stats = ScorerStats()
@@ -303,7 +307,7 @@ class EdgeScorer:
         at = np.concatenate([self._carry_t[seen], pt])
         ac = np.concatenate([np.nonzero(seen)[0], pc])
         av = np.concatenate([self._carry_v[seen], pv])
-        max_age = int(self.max_age_periods * m.period)
+        max_age = int(self.max_age_secs * 1e9) if self.max_age_secs is not None else int(self.max_age_periods * m.period)
         vals, age = align_with_age(at, ac, av, grid, s, max_age_ns=max_age)
         reason = np.zeros(vals.shape, dtype=np.int8)  # 0 ok, 1 missing, 2 stale, 3 bad
         nan = np.isnan(vals)

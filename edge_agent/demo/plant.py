@@ -18,6 +18,7 @@ Phases (all on this machine, offline):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import json
 import sys
@@ -43,6 +44,15 @@ CASTING_ASSET = "demo-plant/foundry/casting-line-1/pourer"
 MILL_ASSET = "demo-plant/machining/cell-1/mill-1"
 SENSOR_ASSET = "demo-plant/foundry/casting-line-1/sensor0"
 SENSOR_INPUTS = ["vibration", "temperature"]
+MODELS = (("casting", CASTING_ASSET, CASTING_INPUTS), ("mill", MILL_ASSET, MILL_INPUTS), ("sensor0", SENSOR_ASSET, SENSOR_INPUTS))
+BUNDLED_MODELS = Path(__file__).with_name("models")
+# The simulators run their cycles faster than life so that a short run sees several of them. The
+# bundled models were trained at these settings: change them and retrain (edge_agent/demo/pretrain.py).
+CASTING_SPEED = 4.0
+# OPC UA subscriptions report changes only: the spindle speed sends nothing while the spindle stands
+# (about 1 s between parts). Training data and live scoring both hold a value this long.
+HOLD_SECS = 3
+MILL_CYCLE_SECS = 6.0
 
 
 def plant_config(out: Path, modbus_port: int, opcua_endpoint: str, mqtt_port: int,
@@ -140,18 +150,18 @@ async def _run_agent(cfg_text: str, cfg_path: Path, secs: float, phase: str, sho
     return agent
 
 
-def _train(out: Path, t_from_ns: int) -> list[dict[str, Any]]:
-    """Curate the learning phase and train one model per machine; returns processor sections."""
+def _train(data: Path, models_dir: Path, t_from_ns: int, *, validation_fraction: float = 0.2) -> list[dict[str, Any]]:
+    """Curate the raw data in ``data`` (from ``t_from_ns`` on) and train one model per machine into
+    ``models_dir``; returns processor sections."""
     import pyarrow.dataset as ds
 
     import models
     from dataset_builder.curate import build
 
-    cur = out / "learn-curated"
-    build(out / "data", cur, period="200ms", overwrite=True)
+    cur = data.parent / "learn-curated"
+    build(data, cur, period="200ms", fill_limit=f"{HOLD_SECS}s", overwrite=True)
     procs = []
-    for pid, asset, inputs in (("casting", CASTING_ASSET, CASTING_INPUTS), ("mill", MILL_ASSET, MILL_INPUTS),
-                               ("sensor0", SENSOR_ASSET, SENSOR_INPUTS)):
+    for pid, asset, inputs in MODELS:
         part = cur / "curated" / f"asset={asset.replace('/', '.')}"
         if not part.exists():
             print(f"  no data for {asset}; model {pid} skipped")
@@ -161,10 +171,33 @@ def _train(out: Path, t_from_ns: int) -> list[dict[str, Any]]:
         have = [c for c in inputs if c in df.columns and df[c].notna().mean() > 0.8]
         df = df[["time", *have]].dropna().rename(columns={c: f"{asset}/{c}" for c in have})
         keys = [f"{asset}/{c}" for c in have]  # full signal keys: names alone repeat across sensor nodes
-        bundle = models.train(df, signals=keys, kind="auto")
-        bundle.save(out / "models" / pid)
+        bundle = models.train(df, signals=keys, kind="auto", validation_fraction=validation_fraction)
+        bundle.save(models_dir / pid)
         print(f"  model {pid}: {bundle.kind} on {len(df)} rows of {', '.join(have)} (threshold {bundle.threshold:.4g})")
-        procs.append({"id": pid, "type": "anomaly", "model_dir": str(out / "models" / pid), "asset": asset})
+        procs.append(_processor(pid, models_dir, asset))
+    return procs
+
+
+def _processor(pid: str, models_dir: Path, asset: str) -> dict[str, Any]:
+    # 3 windows on-delay (0.6 s on the 200 ms grid) filters one-window spikes at cycle changes;
+    # 15 windows (3 s) off-delay keeps one fault one event across the spindle's pauses between parts
+    return {"id": pid, "type": "anomaly", "model_dir": str(models_dir / pid), "asset": asset,
+            "on_delay_windows": 3, "off_delay_windows": 15, "max_input_age_secs": HOLD_SECS}
+
+
+def _bundled(models_dir: Path) -> list[dict[str, Any]]:
+    """Copy the bundles shipped for the simulators (``edge_agent/demo/models``, trained by
+    ``python -m edge_agent.demo.pretrain``) into the run's folder; returns processor sections."""
+    import shutil
+
+    procs = []
+    for pid, asset, _inputs in MODELS:
+        src = BUNDLED_MODELS / pid
+        if not (src / "model.json").exists():
+            print(f"  no bundled model {pid}; it is skipped (train one with --train)")
+            continue
+        shutil.copytree(src, models_dir / pid, dirs_exist_ok=True)
+        procs.append(_processor(pid, models_dir, asset))
     return procs
 
 
@@ -203,51 +236,75 @@ def _anomaly_table(agent, labels_dir: Path, path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-async def run_plant(out: Path, duration_secs: float, seed: int = 1, show: bool = True) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def simulated_plant(labels: Path, seed: int):
+    """The three simulated machines and the embedded broker (no faults until injected)."""
     from hardware.broker import EmbeddedBroker
     from hardware.casting_line import CastingLineSim
     from hardware.machine_tool import MachineToolSim
     from hardware.sensors import SensorSim
 
-    out = out.resolve()
-    labels = out / "labels"
     labels.mkdir(parents=True, exist_ok=True)
-    learn = max(15.0, 0.55 * duration_secs)
-    watch = max(10.0, duration_secs - learn)
-    fault_in = 0.35 * watch  # after the watch phase starts: the models see normal data first
-    fault_len = max(6.0, 0.45 * watch)
-    t_start_ns = time.time_ns()
-    # machines run their cycles faster than life so the short learning phase sees several of them
-    async with CastingLineSim(port=0, labels=labels / "casting-line.jsonl", seed=seed, speed=4.0) as cast, \
-            MachineToolSim(port=0, labels_path=labels / "machine-tool.jsonl", seed=seed, cycle_secs=6.0) as mill, \
+    async with CastingLineSim(port=0, labels=labels / "casting-line.jsonl", seed=seed, speed=CASTING_SPEED) as cast, \
+            MachineToolSim(port=0, labels_path=labels / "machine-tool.jsonl", seed=seed, cycle_secs=MILL_CYCLE_SECS) as mill, \
             EmbeddedBroker(port=0) as broker:
         sensors = SensorSim(broker.host, broker.port, labels=labels / "sensors.jsonl", faults="none", seed=seed)
         sensors.start()
         try:
-            print(f"phase 1/4 learn: {learn:.0f} s of normal operation "
-                  f"(Modbus :{cast.port}, OPC UA {mill.endpoint}, MQTT :{broker.port})", flush=True)
-            cfg_path = out / "plant.yaml"
+            yield cast, mill, broker, sensors
+        finally:
+            sensors.stop()
+
+
+async def run_plant(out: Path, duration_secs: float, seed: int = 1, show: bool = True, train: bool = False) -> dict[str, Any]:
+    """The demo. By default the models bundled for the simulators score live from the start and
+    the whole run is watched; with ``train`` the first 55 % is a learning phase and the models are
+    trained on it (short learning gives weaker models, see docs/anomaly-benchmarks.md)."""
+    out = out.resolve()
+    labels = out / "labels"
+    models_dir = out / "models"
+    if train:
+        learn = max(15.0, 0.55 * duration_secs)
+        watch = max(10.0, duration_secs - learn)
+        fault_in = 0.35 * watch  # after the watch phase starts: the models see normal data first
+        fault_len = max(6.0, 0.45 * watch)
+    else:
+        learn, watch = 0.0, max(10.0, duration_secs)
+        fault_in = 0.3 * watch
+        fault_len = max(6.0, 0.35 * watch)
+    t_start_ns = time.time_ns()
+    async with simulated_plant(labels, seed) as (cast, mill, broker, sensors):
+        cfg_path = out / "plant.yaml"
+        where = f"(Modbus :{cast.port}, OPC UA {mill.endpoint}, MQTT :{broker.port})"
+        if train:
+            print(f"phase 1/4 learn: {learn:.0f} s of normal operation {where}", flush=True)
             text = plant_config(out, cast.port, mill.endpoint, broker.port)
             agent = await _run_agent(text, cfg_path, learn, "learning", show)
             if agent.stop_requested:  # Ctrl-C: keep what was collected, skip to the report
                 print("stopped during learning: building the datasets from what was collected", flush=True)
                 return await asyncio.to_thread(_finish, out, agent)
             print("phase 2/4 train: curating the learning phase and training one model per machine", flush=True)
-            procs = await asyncio.to_thread(_train, out, t_start_ns + int(3e9))
-            print(f"phase 3/4 watch: {watch:.0f} s with live scoring; faults are injected on schedule", flush=True)
-            text = plant_config(out, cast.port, mill.endpoint, broker.port, processors=procs)
-            loop = asyncio.get_running_loop()
-            faults = [
-                lambda: cast.inject("melt_temperature_drop", fault_len),
-                lambda: mill.inject("bearing_fault", fault_len, 1.0, source="schedule"),
-                lambda: sensors.inject("noise_burst", 0, fault_len, signal="vibration"),
-            ]
-            for i, inject in enumerate(faults):
-                loop.call_later(fault_in + i, inject)
+            procs = await asyncio.to_thread(_train, out / "data", models_dir, t_start_ns + int(3e9))
+        else:
+            print(f"phase 1/3 load: the anomaly models bundled for the simulators {where}", flush=True)
+            procs = _bundled(models_dir)
+        step = "3/4" if train else "2/3"
+        print(f"phase {step} watch: {watch:.0f} s with live scoring; faults are injected after {fault_in:.0f} s "
+              f"for {fault_len:.0f} s", flush=True)
+        text = plant_config(out, cast.port, mill.endpoint, broker.port, processors=procs)
+        loop = asyncio.get_running_loop()
+        faults = [
+            lambda: cast.inject("melt_temperature_drop", fault_len),
+            lambda: mill.inject("bearing_fault", fault_len, 1.0, source="schedule"),
+            lambda: sensors.inject("noise_burst", 0, fault_len, signal="vibration"),
+        ]
+        handles = [loop.call_later(fault_in + i, inject) for i, inject in enumerate(faults)]
+        try:
             agent = await _run_agent(text, cfg_path, watch, "watching", show)
         finally:
-            sensors.stop()
-    print("phase 4/4 report: curated dataset, report and anomaly table", flush=True)
+            for h in handles:
+                h.cancel()
+    print(f"phase {'4/4' if train else '3/3'} report: curated dataset, report and anomaly table", flush=True)
     return await asyncio.to_thread(_finish, out, agent)
 
 

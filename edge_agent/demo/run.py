@@ -12,11 +12,16 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="axedge demo", description="Run the simulated plant (Modbus casting line, OPC UA "
-                                "machine tool, MQTT sensors), learn, score live, and build the datasets.")
+                                "machine tool, MQTT sensors), score live with anomaly models while faults are injected, "
+                                "and build the datasets.")
     p.add_argument("--duration-secs", type=float, default=60.0, help="total run time (learning + watching)")
     p.add_argument("--out", default="demo-out", help="output folder (raw and curated datasets, models, report)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--no-dashboard", action="store_true", help="no live dashboard (logs only)")
+    p.add_argument("--train", action="store_true",
+                   help="learn for the first 55 %% of the run and train the models on it, instead of loading the "
+                        "models bundled for the simulators (use --duration-secs 300 or more: short learning "
+                        "gives models that alarm on normal operation)")
     args = p.parse_args(argv)
 
     from edge_agent.demo.plant import run_plant
@@ -26,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("asyncua", "amqtt", "pymodbus", "transitions", "hardware"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     out = Path(args.out)
-    res = asyncio.run(run_plant(out, args.duration_secs, seed=args.seed, show=not args.no_dashboard))
+    res = asyncio.run(run_plant(out, args.duration_secs, seed=args.seed, show=not args.no_dashboard, train=args.train))
     data = res["raw"]
     print()
     print(f"raw dataset      {data}")

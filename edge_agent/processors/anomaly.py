@@ -44,6 +44,11 @@ class AnomalyProcessorConfig(StrictModel):
     asset: AssetPath = Field(description="Asset path under which scores and events are recorded")
     reload_check_secs: float = Field(5.0, gt=0, le=3600, description="How often the bundle directory is checked for a new model")
     max_queue_batches: int = Field(64, ge=1, description="Bounded queue in front of the inference thread (drop_oldest, counted)")
+    max_input_age_secs: float | None = Field(
+        None, gt=0, le=86400,
+        description="How long an input's last value stays usable on the model grid (default: 3 grid periods). Raise it for "
+        "report-by-exception inputs (OPC UA subscriptions, MQTT on change) that send nothing while a value holds still; "
+        "train on data curated with the same fill limit")
     on_delay_windows: int = Field(1, ge=1, le=1000, description="Alarm on-delay: anomalous windows in a row before an event "
                                   "opens (the event still starts at the first of them); filters one-window spikes")
     off_delay_windows: int = Field(1, ge=1, le=1000, description="Alarm off-delay: normal windows in a row before an open "
@@ -74,7 +79,8 @@ class AnomalyProcessor:
             return
         self._next_check = now + self.config.reload_check_secs
         scorer = EdgeScorer(self.config.model_dir, self.catalog, max_queue_batches=self.config.max_queue_batches,
-                            on_delay_windows=self.config.on_delay_windows, off_delay_windows=self.config.off_delay_windows)
+                            on_delay_windows=self.config.on_delay_windows, off_delay_windows=self.config.off_delay_windows,
+                            max_age_secs=self.config.max_input_age_secs)
         try:
             scorer.start()
         except ModelError as exc:
