@@ -40,8 +40,9 @@ class EmbeddedBroker:
     async def start(self) -> None:
         from amqtt.broker import Broker
 
-        for name in ("amqtt", "transitions"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+        for name in ("amqtt", "transitions"):  # quiet by default; a caller's stricter level stays
+            lg = logging.getLogger(name)
+            lg.setLevel(max(lg.level, logging.WARNING))
         if self.port == 0:
             self.port = _free_port(self.host)
         self._broker = Broker({
