@@ -160,7 +160,7 @@ class Agent:
                 fsync=b.fsync.value,
                 on_drop=lambda rows, reason, _m=smetrics: _m.count_dropped(rows, reason),
             )
-            runner = SinkRunner(scfg.id, sink, buf, max_rows_per_tx=max(cfg.core.batch.max_rows * 4, 100_000))
+            runner = SinkRunner(scfg.id, sink, buf)
             self.metrics.buffers[scfg.id] = lambda _b=buf: (_b.rows, _b.nbytes)
             self.sink_runners.append(runner)
 

@@ -17,13 +17,12 @@ log = logging.getLogger("axedge.runtime")
 
 
 class SinkRunner:
-    def __init__(self, sink_id: str, sink: Sink, buffer: Buffer, *, max_rows_per_tx: int = 500_000) -> None:
+    def __init__(self, sink_id: str, sink: Sink, buffer: Buffer) -> None:
         self.sink_id = sink_id
         self.sink = sink
         self.buffer = buffer
-        # Kept for callers; the runner now takes one batch per transaction (see run()), so a
-        # transaction never holds more than one decoded batch, and accepts them all at commit.
-        self.max_rows_per_tx = max_rows_per_tx
+        # One batch per transaction (see run()): a transaction never holds more than one decoded
+        # batch; a commit accepts all of its transactions at once.
         self.state = "starting"
         self.last_error: str | None = None
         self._data = asyncio.Event()
@@ -78,8 +77,8 @@ class SinkRunner:
                     dl = deadline_fn()
                     if dl is not None and time.monotonic() > dl:
                         break
-                # One batch per transaction: a durable buffer decodes only the batch being written
-                # (not max_rows_per_tx of them at once); the commit accepts them together.
+                # One batch per transaction: a durable buffer decodes only the batch being written;
+                # the commit accepts them together.
                 tx = await asyncio.to_thread(self.buffer.begin, 1)
                 if tx is None:
                     # Everything stored is in the sink. A put waiting for room (pressure) makes the
