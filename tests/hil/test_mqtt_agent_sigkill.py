@@ -49,6 +49,23 @@ def _start(cfg: Path) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
 
 
+def _wait_catches_sigterm(proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Until the process handles SIGTERM (``SigCgt`` in /proc): before that, during interpreter
+    start-up, SIGTERM kills any Python program outright (nothing written yet, but not an orderly stop)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        try:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+        except FileNotFoundError:
+            status = ""
+        caught = next((int(line.split()[1], 16) for line in status.splitlines() if line.startswith("SigCgt:")), 0)
+        if caught & (1 << (signal.SIGTERM - 1)):
+            return
+        time.sleep(0.05)
+    raise AssertionError("the agent never installed its SIGTERM handler")
+
+
 def _values(data: Path) -> list[int]:
     raw = data / "raw"
     if not raw.exists() or not any(raw.rglob("*.parquet")):
@@ -100,8 +117,10 @@ def test_sigkill_while_qos1_flows_loses_nothing(mosquitto_factory, tmp_path):
         proc = _start(cfg)
     pub.join()
     t_end = time.monotonic() + 40
-    while time.monotonic() < t_end and len(set(_values(tmp_path / "data"))) < n:
+    marker = tmp_path / "state" / "quarantine" / "mq.jsonl"  # the empty end-of-stream message, quarantined
+    while time.monotonic() < t_end and (len(set(_values(tmp_path / "data"))) < n or not marker.exists()):
         time.sleep(0.3)
+    _wait_catches_sigterm(proc)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0, proc.stderr.read().decode()[-2000:]
     values = _values(tmp_path / "data")
@@ -109,5 +128,17 @@ def test_sigkill_while_qos1_flows_loses_nothing(mosquitto_factory, tmp_path):
     assert not missing, f"{len(missing)} delivered messages missing after {kills} SIGKILLs, e.g. {sorted(missing)[:5]}"
     dupes = len(values) - len(set(values))
     print(f"kills={kills} rows={len(values)} duplicates={dupes}")
-    # a duplicate needs a kill between the buffer commit and the PUBACK leaving: at most one batch per kill
-    assert dupes <= kills * 200, f"{dupes} duplicates after {kills} kills: acks are not reaching the broker"
+    # Acks reach the broker: after the orderly stop, the gateway's persistent session holds nothing
+    # (every message was acked once durable). A duplicate needs a kill between a buffer commit
+    # and its PUBACK leaving the process, so duplicates are bounded by what arrived in that window
+    # (up to ~0.1 s of the ~2,500 msg/s stream when the machine is starved of CPU), never the stream.
+    left: list[bytes] = []
+    after = paho.Client(CallbackAPIVersion.VERSION2, client_id="gw-mqtt-in", clean_session=False)
+    after.on_message = lambda _c, _u, msg: left.append(msg.payload)
+    after.connect("127.0.0.1", broker.plain_port)
+    after.loop_start()
+    time.sleep(1.5)
+    after.disconnect()
+    after.loop_stop()
+    assert not left, f"{len(left)} messages still queued for the gateway's session after an orderly stop: acks were lost"
+    assert dupes <= kills * 1000, f"{dupes} duplicates after {kills} kills"
