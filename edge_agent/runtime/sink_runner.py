@@ -11,6 +11,7 @@ import pyarrow as pa
 from edge_agent.buffer.base import Buffer, Tx
 from edge_agent.errors import BufferFull
 from edge_agent.runtime.backoff import Backoff
+from edge_agent.runtime.memory import trim
 from edge_agent.sinks.base import Sink
 
 log = logging.getLogger("axedge.runtime")
@@ -128,6 +129,7 @@ class SinkRunner:
         except Exception as exc:  # noqa: BLE001
             return await self._fail(pending, exc)
         await asyncio.to_thread(self.buffer.accept_all, pending)
+        await asyncio.to_thread(trim)  # the commit freed the files' row buffers: return the pages
         self._pressure = False
         self._space.set()
         self._backoff.reset()
