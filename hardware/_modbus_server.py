@@ -141,6 +141,7 @@ class ModbusDeviceServer:
         self.garbage = False
         self.busy = False
         self.requests = 0
+        self.function_codes: dict[int, int] = {}  # every request's function code, writes included (tests: read-only)
         self.in_flight = 0  # requests being answered right now (over all connections)
         self.max_in_flight = 0
         self.max_connections: int | None = None
@@ -150,6 +151,7 @@ class ModbusDeviceServer:
     async def _action(self, unit_id: int, fc: int, start: int, address: int, count: int, regs: list[int], values):
         from pymodbus.constants import ExcCodes
 
+        self.function_codes[fc] = self.function_codes.get(fc, 0) + 1
         if values is not None:
             return ExcCodes.ILLEGAL_FUNCTION  # read-only device image: refuse writes
         self.requests += 1

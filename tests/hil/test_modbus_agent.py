@@ -62,6 +62,22 @@ async def test_committed_parquet_equals_what_the_simulator_served(tmp_path, conc
     fast = [r for r in rows if r["signal"] == prefix + "melt_temperature"]
     slow = [r for r in rows if r["signal"] == prefix + "cycle_counter"]
     assert len(fast) >= 3 * len(slow) >= 3  # fast group every 0.2 s, default every 1 s
+    # read-only towards the machine: the device saw read functions (1-4) only
+    assert sim.server.function_codes and set(sim.server.function_codes) <= {1, 2, 3, 4}, sim.server.function_codes
+
+
+async def test_the_simulator_sees_a_write_so_the_read_only_check_can_fail():
+    from pymodbus.client import AsyncModbusTcpClient
+
+    async with CastingLineSim(port=0, tick_secs=None, seed=7) as sim:
+        c = AsyncModbusTcpClient("127.0.0.1", port=sim.port)
+        await c.connect()
+        try:
+            res = await c.write_register(0, 1, device_id=sim.unit_id)
+        finally:
+            c.close()
+    assert res.isError()  # refused by the read-only image
+    assert sim.server.function_codes.get(6) == 1
 
 
 @pytest.mark.parametrize("conc", [1, 3], ids=["sequential", "3-in-flight"])
