@@ -41,6 +41,7 @@ sinks:
     type: parquet
     max_file_rows: {file_rows}
     max_file_age_secs: 30
+    max_buffer_bytes: {writer_buffer}
 connectors:
   - id: synth
     type: synthetic
@@ -70,6 +71,7 @@ def child(args: argparse.Namespace) -> None:
     root = Path(args.root)
     text = CONFIG.format(root=root, kind=args.kind, fsync=args.fsync, rows=args.rows, signals=args.signals,
                          assets=args.assets, batch_rows=args.batch_rows, file_rows=args.file_rows,
+                         writer_buffer=args.writer_buffer,
                          chunk_secs=max(0.1, 50_000 / args.signals / 10))
     cfg = load_config_text(text)
     agent = Agent(cfg)
@@ -142,6 +144,7 @@ def main() -> None:
     ap.add_argument("--file-rows", type=int, default=5_000_000)
     ap.add_argument("--child", action="store_true")
     ap.add_argument("--kind", default="sqlite")
+    ap.add_argument("--writer-buffer", default="32MiB", help="the Parquet sink's max_buffer_bytes")
     ap.add_argument("--fsync", default="normal")
     ap.add_argument("--root")
     args = ap.parse_args()
@@ -155,7 +158,8 @@ def main() -> None:
             root = Path(tmp) / f"{kind}"
             cmd = [sys.executable, __file__, "--child", "--kind", kind, "--fsync", fsync, "--root", str(root),
                    "--rows", str(args.rows), "--signals", str(args.signals), "--assets", str(args.assets),
-                   "--batch-rows", str(args.batch_rows), "--file-rows", str(args.file_rows)]
+                   "--batch-rows", str(args.batch_rows), "--file-rows", str(args.file_rows),
+                   "--writer-buffer", args.writer_buffer]
             out = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if out.returncode != 0:
                 results[f"agent_{kind}"] = {"error": out.stderr[-2000:]}

@@ -46,6 +46,12 @@ class ParquetSinkConfig(StrictModel):
     max_file_age_secs: float = Field(60.0, gt=0, description="Commit open files at least this often (bounds data not yet visible)")
     compression: Literal["zstd", "snappy", "gzip", "none"] = Field("zstd", description="Parquet compression codec")
     compression_level: int | None = Field(None, description="Codec level (zstd 1-22); default the codec's")
+    max_buffer_bytes: ByteSize = Field(
+        ByteSize(32 * 1024 * 1024), ge=1024 * 1024,
+        description="Memory for rows waiting for their row group, all open files together (the largest is written "
+        "out first when it is exceeded). Smaller uses less RAM on small gateways and writes smaller row groups",
+    )
+    row_group_rows: int = Field(1 << 18, ge=1000, description="Rows per Parquet row group and file, at most")
 
 
 class ParquetSink(Sink):
@@ -68,6 +74,8 @@ class ParquetSink(Sink):
             max_file_age_secs=cfg.max_file_age_secs,
             compression=cfg.compression,
             compression_level=cfg.compression_level,
+            max_buffer_bytes=int(cfg.max_buffer_bytes),
+            row_group_rows=cfg.row_group_rows,
             provenance={
                 "gateway": self.ctx.agent_id,
                 "axedge_version": __version__,
