@@ -63,6 +63,7 @@ from dataset_builder.format import (
     TS_US_UTC,
     UNKNOWN_PARTITION,
     DatasetError,
+    arrow_from_numpy,
     asset_partition_value,
 )
 
@@ -131,7 +132,7 @@ class _Rows:
         for name in ("text", "server"):
             arr = getattr(src, name)
             if arr is not None:
-                piece = arr.slice(sel.start, n) if not gather else arr.take(_arrow(sel, pa.int64()))
+                piece = arr.slice(sel.start, n) if not gather else arr.take(arrow_from_numpy(sel, pa.int64()))
                 if piece.null_count < n:
                     getattr(self, name).append((a, pa.concat_arrays([piece])))  # an owned copy
         self.segments.append(seg)
@@ -144,7 +145,7 @@ class _Rows:
         n = self.n
 
         def col(name: str, type_: pa.DataType) -> pa.ChunkedArray:
-            return pa.chunked_array([_arrow(g[name], type_, g["valid"] if name == "value" else None)
+            return pa.chunked_array([arrow_from_numpy(g[name], type_, g["valid"] if name == "value" else None)
                                      for g in self.segments], type_)
 
         codes = col("code", pa.int32())
@@ -903,16 +904,6 @@ def _valid(col: pa.Array) -> np.ndarray | None:
         return None
     bits = np.frombuffer(col.buffers()[0], dtype=np.uint8)
     return np.unpackbits(bits, bitorder="little", count=col.offset + len(col))[col.offset:].astype(bool)
-
-
-def _arrow(values: np.ndarray, type_: pa.DataType, valid: np.ndarray | None = None) -> pa.Array:
-    """A fixed-width Arrow array over a numpy array, zero copy (``valid``: False rows are null)."""
-    values = np.ascontiguousarray(values)
-    if valid is None:
-        return pa.Array.from_buffers(type_, values.shape[0], [None, pa.py_buffer(values)])
-    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
-    nulls = int(values.shape[0] - np.count_nonzero(valid))
-    return pa.Array.from_buffers(type_, values.shape[0], [bitmap, pa.py_buffer(values)], null_count=nulls)
 
 
 @dataclass(slots=True)

@@ -104,18 +104,19 @@ class SignalCatalog:
             rows = sorted(records, key=lambda r: int(r["id"]))
             if [int(r["id"]) for r in rows] != list(range(len(rows))):
                 raise ValueError("stored signal ids are not dense 0..n-1")
-            for r in rows:
+            by_key: dict[str, Signal] = {}
+            for r in rows:  # checked in full before anything is installed
                 spec = SignalSpec(
                     name=r["name"], asset=r["asset"], dtype=DataType(r["dtype"]), unit=r.get("unit"),
                     address=r.get("address") or "", connector=r.get("connector") or "",
                     semantic_id=r.get("semantic_id"), description=r.get("description"),
                     extra=dict(r.get("extra") or {}),
                 )
-                if spec.key != r["key"] or spec.key in self._by_key:
+                if spec.key != r["key"] or spec.key in by_key:
                     raise ValueError(f"stored signal {r['key']!r} is inconsistent or repeated")
-                sig = Signal.make(int(r["id"]), spec)
-                self._by_id.append(sig)
-                self._by_key[spec.key] = sig
+                by_key[spec.key] = Signal.make(int(r["id"]), spec)
+            self._by_key = by_key
+            self._by_id = list(by_key.values())
             self._provisional = set(range(len(rows)))
             self.version += 1
             return len(rows)

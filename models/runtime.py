@@ -424,7 +424,6 @@ class EdgeScorer:
 
     def _end_run(self) -> None:
         self._pending = None
-        self._clear_n = 0
         if self._open is not None:
             self._emit(self._close_event())
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from dataset_builder.format import SAMPLE_SCHEMA, TS_NS_UTC, Quality
+from dataset_builder.format import SAMPLE_SCHEMA, TS_NS_UTC, Quality, arrow_from_numpy
 
 
 def now_ns() -> int:
@@ -104,16 +104,6 @@ class SampleChunk:
         )
 
 
-def _arrow(values: np.ndarray, type_: pa.DataType, valid: np.ndarray | None = None) -> pa.Array:
-    """Zero-copy numpy -> Arrow for fixed-width types (``pa.array`` would also import pandas)."""
-    values = np.ascontiguousarray(values)
-    if valid is None:
-        return pa.Array.from_buffers(type_, values.shape[0], [None, pa.py_buffer(values)])
-    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
-    nulls = int(values.shape[0] - np.count_nonzero(valid))
-    return pa.Array.from_buffers(type_, values.shape[0], [bitmap, pa.py_buffer(values)], null_count=nulls)
-
-
 _ZEROS = pa.allocate_buffer(0)
 
 
@@ -149,7 +139,7 @@ def chunks_to_batch(chunks: Sequence[SampleChunk]) -> pa.RecordBatch:
 
     if any(c.server_time_ns is not None for c in chunks):
         srv = cat([c.server_time_ns if c.server_time_ns is not None else np.zeros(len(c), np.int64) for c in chunks])
-        server_arr = _arrow(srv.astype(np.int64, copy=False), TS_NS_UTC, srv != 0)
+        server_arr = arrow_from_numpy(srv.astype(np.int64, copy=False), TS_NS_UTC, srv != 0)
     else:
         server_arr = _nulls(n, TS_NS_UTC)
 
@@ -163,13 +153,13 @@ def chunks_to_batch(chunks: Sequence[SampleChunk]) -> pa.RecordBatch:
 
     return pa.RecordBatch.from_arrays(
         [
-            _arrow(sid, pa.int32()),
-            _arrow(src, TS_NS_UTC),
+            arrow_from_numpy(sid, pa.int32()),
+            arrow_from_numpy(src, TS_NS_UTC),
             server_arr,
-            _arrow(recv, TS_NS_UTC),
-            _arrow(val, pa.float64(), valid),
+            arrow_from_numpy(recv, TS_NS_UTC),
+            arrow_from_numpy(val, pa.float64(), valid),
             text_arr,
-            _arrow(qual, pa.uint32()),
+            arrow_from_numpy(qual, pa.uint32()),
         ],
         schema=SAMPLE_SCHEMA,
     )

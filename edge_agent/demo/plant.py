@@ -2,16 +2,16 @@
 
 Phases (all on this machine, offline):
 
-1. **learn**: the casting line (Modbus TCP), the machine tool (OPC UA) and four retrofit sensor
-   nodes (MQTT JSON + Sparkplug B, embedded broker) run normally; the agent collects into the raw
-   dataset.
-2. **train**: the raw data of the learning phase is curated onto a regular grid
-   (``dataset_builder.curate``) and one anomaly model per machine is trained (``models.train``) and
-   saved as a bundle.
-3. **watch**: the agent restarts with the models as processors; the simulators inject faults on
-   a schedule (melt temperature drop, spindle bearing fault, sensor noise burst), each logged as a
-   ground-truth label; the dashboard shows connectors, rates, buffer and anomalies live.
-4. **report**: the curated dataset (with the labels), the HTML report and the anomaly table, and
+1. **load**: the anomaly models bundled for the simulators (``edge_agent/demo/models``, trained
+   by :mod:`edge_agent.demo.pretrain`); with ``--train`` instead, a **learn** phase (the agent
+   collects normal operation into the raw dataset) and a **train** phase (curated onto a 200 ms
+   grid, one model per machine with ``models.train``).
+2. **watch**: the casting line (Modbus TCP), the machine tool (OPC UA) and four retrofit sensor
+   nodes (MQTT JSON + Sparkplug B, embedded broker) run; the agent scores them live while the
+   simulators inject faults on a schedule (melt temperature drop, spindle bearing fault, sensor
+   noise burst), each logged as a ground-truth label; the dashboard shows connectors, rates,
+   buffer and anomalies live.
+3. **report**: the curated dataset (with the labels), the HTML report and the anomaly table, and
    how to open them.
 """
 
@@ -269,7 +269,7 @@ async def run_plant(out: Path, duration_secs: float, seed: int = 1, show: bool =
         fault_in = 0.35 * watch  # after the watch phase starts: the models see normal data first
         fault_len = max(6.0, 0.45 * watch)
     else:
-        learn, watch = 0.0, max(10.0, duration_secs)
+        watch = max(10.0, duration_secs)
         fault_in = 0.3 * watch
         fault_len = max(6.0, 0.35 * watch)
     t_start_ns = time.time_ns()

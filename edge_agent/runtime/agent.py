@@ -84,6 +84,10 @@ class Agent:
         self.next_config: AgentConfig | None = None
         self.reload_errors = 0
         self._deadline: float | None = None
+        # run-local signal ids are saved for batches that outlive the run (durable buffer only)
+        self._durable = config.buffer.kind is BufferKind.sqlite
+        self._catalog_path = Path(config.agent.state_dir) / "signals.json"
+        self._saved_catalog_version = -1
         self._t0 = time.monotonic()
 
     # ------------------------------------------------------------------ control
@@ -226,10 +230,6 @@ class Agent:
     def _restore_catalog(self) -> None:
         """Buffered batches carry the signal ids of the run that wrote them. When any buffer
         still holds rows, take the saved catalog back first so each key keeps its id."""
-        cfg = self.config
-        self._durable = cfg.buffer.kind is BufferKind.sqlite
-        self._catalog_path = Path(cfg.agent.state_dir) / "signals.json"
-        self._saved_catalog_version = -1
         if not self._durable or not any(sr.buffer.rows for sr in self.sink_runners):
             return
         records = load_catalog(self._catalog_path)

@@ -15,26 +15,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-CONNECTORS = {
-    "alpha": """\
-  - id: alpha
+
+def _connector(name: str, level: float) -> str:
+    """A synthetic connector whose one signal is the constant ``level``."""
+    return f"""\
+  - id: {name}
     type: synthetic
-    asset: plant1/casting/line1/alpha
+    asset: plant1/casting/line1/{name}
     rate_hz: 200
     chunk_secs: 0.02
     signals:
-      - {name: level, waveform: constant, amplitude: 0, offset: 1.0}
-""",
-    "beta": """\
-  - id: beta
-    type: synthetic
-    asset: plant1/casting/line1/beta
-    rate_hz: 200
-    chunk_secs: 0.02
-    signals:
-      - {name: level, waveform: constant, amplitude: 0, offset: 2.0}
-""",
-}
+      - {{name: level, waveform: constant, amplitude: 0, offset: {level}}}
+"""
+
+
+CONNECTORS = {"alpha": _connector("alpha", 1.0), "beta": _connector("beta", 2.0)}
+
 
 HEAD = """\
 agent:
