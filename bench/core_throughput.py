@@ -32,9 +32,9 @@ agent:
   http: {{enabled: false}}
 core:
   batch: {{max_rows: {batch_rows}, max_age_secs: 1.0}}
-buffer:
+{channel}buffer:
   kind: {kind}
-  max_bytes: 64MiB
+  max_bytes: {buffer_bytes}
   fsync: {fsync}
 sinks:
   - id: raw
@@ -65,13 +65,17 @@ def peak_rss_mb() -> float:
 
 
 def child(args: argparse.Namespace) -> None:
+    from edge_agent.runtime.memory import tune_process
+
+    tune_process()  # as `axedge run` does, before pyarrow and numpy load
     from edge_agent.config import load_config_text
     from edge_agent.runtime.agent import Agent
 
     root = Path(args.root)
     text = CONFIG.format(root=root, kind=args.kind, fsync=args.fsync, rows=args.rows, signals=args.signals,
                          assets=args.assets, batch_rows=args.batch_rows, file_rows=args.file_rows,
-                         writer_buffer=args.writer_buffer,
+                         writer_buffer=args.writer_buffer, buffer_bytes=args.buffer_bytes,
+                       channel=f"  channel_max_rows: {args.channel_rows}\n" if args.channel_rows else "",
                          chunk_secs=max(0.1, 50_000 / args.signals / 10))
     cfg = load_config_text(text)
     agent = Agent(cfg)
@@ -146,6 +150,8 @@ def main() -> None:
     ap.add_argument("--kind", default="sqlite")
     ap.add_argument("--writer-buffer", default="32MiB", help="the Parquet sink's max_buffer_bytes")
     ap.add_argument("--fsync", default="normal")
+    ap.add_argument("--buffer-bytes", default="64MiB", help="buffer max_bytes (for the memory kind: RAM)")
+    ap.add_argument("--channel-rows", type=int, default=0, help="core.channel_max_rows (0: the default)")
     ap.add_argument("--root")
     args = ap.parse_args()
     if args.child:
@@ -159,7 +165,8 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--child", "--kind", kind, "--fsync", fsync, "--root", str(root),
                    "--rows", str(args.rows), "--signals", str(args.signals), "--assets", str(args.assets),
                    "--batch-rows", str(args.batch_rows), "--file-rows", str(args.file_rows),
-                   "--writer-buffer", args.writer_buffer]
+                   "--writer-buffer", args.writer_buffer, "--channel-rows", str(args.channel_rows),
+                   "--buffer-bytes", args.buffer_bytes]
             out = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if out.returncode != 0:
                 results[f"agent_{kind}"] = {"error": out.stderr[-2000:]}

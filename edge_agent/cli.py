@@ -259,6 +259,10 @@ def _call(ref: str, argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("run", "demo"):  # processes that run the agent: before pyarrow loads
+        from edge_agent.runtime.memory import tune_process
+
+        tune_process()
     # forwarded commands parse their own options (argparse REMAINDER cannot start with an option)
     direct = {"demo": "edge_agent.demo.run:main", "model": "models.cli:main", "doctor": "edge_agent.doctor:main"}
     if argv and argv[0] in direct and not (len(argv) == 1 and argv[0] != "demo"):

@@ -31,6 +31,7 @@ log = logging.getLogger("axedge.buffer")
 FORMAT_VERSION = 1
 SYNCHRONOUS = {"off": "OFF", "normal": "NORMAL", "full": "FULL"}
 PAGE_SIZE = 65536  # batches are MB-sized blobs: fewer overflow pages, cheaper WAL frames
+CACHE_KIB = 2048  # SQLite's page cache: 32 pages; the blobs pass through once (the OS caches the file)
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -88,12 +89,14 @@ class SqliteBuffer(Buffer):
         super().__init__(max_bytes, when_full, on_drop)
         # Write-through cache: batches just put are handed to the sink from memory, so a sink
         # that keeps up never reads its data back from SQLite (a restart reads from disk). It is
-        # counted in decoded bytes; 8 MiB holds about two 100k-row batches. A sink that falls
-        # further behind reads the LZ4 blobs back (~1 ms per 100k rows) instead of the cache
-        # holding RAM for it.
+        # counted in decoded bytes; 8 MiB holds about two 100k-row batches, and a batch leaves it
+        # when the sink takes it (not at the commit: the cache would stay full of written batches
+        # for a whole commit interval). A sink that falls further behind reads the LZ4 blobs back
+        # (~1 ms per 100k rows) instead of the cache holding RAM for it.
         self.cache_max_bytes = min(int(cache_max_bytes), int(max_bytes))
         self._cache: dict[int, tuple[pa.RecordBatch, int]] = {}
         self._cache_bytes = 0
+        self.read_backs = 0  # batches begin() had to read back from SQLite (not in the cache)
         if fsync not in SYNCHRONOUS:
             raise ValueError(f"fsync must be one of {sorted(SYNCHRONOUS)}, not {fsync!r}")
         self.path = Path(path)
@@ -151,6 +154,10 @@ class SqliteBuffer(Buffer):
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={SYNCHRONOUS[self.fsync]}")
         conn.execute("PRAGMA journal_size_limit=67108864")
+        # The page cache budget is set again now that the page size is known: SQLite sized the
+        # cache (-2000 KiB = 500 pages) when the first read ran, at the 4 KiB default page, and
+        # kept 500 pages after the switch to 64 KiB pages, 32 MB of RAM. Blobs are read once.
+        conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         if not tables:
             conn.execute("BEGIN IMMEDIATE")
             for stmt in _SCHEMA.split(";"):
@@ -235,7 +242,9 @@ class SqliteBuffer(Buffer):
                 if not seqs:
                     return None
                 try:
-                    stored = [self._cache[s] if s in self._cache else
+                    # A batch leaves the cache when it is taken: the transaction holds it now, and
+                    # the room goes to batches not yet taken (a rejected one is read back).
+                    stored = [self._cache_take(s) or
                               conn.execute("SELECT blob, crc32 FROM batches WHERE seq = ?", (s,)).fetchone()
                               for s in seqs]
                 except sqlite3.Error as exc:
@@ -248,6 +257,7 @@ class SqliteBuffer(Buffer):
                 if isinstance(blob, pa.RecordBatch):  # still in the write-through cache: no read back
                     good.append((seq, blob))
                     continue
+                self.read_backs += 1
                 if zlib.crc32(blob) != crc:
                     bad.append((seq, "checksum mismatch"))
                     continue
@@ -364,6 +374,13 @@ class SqliteBuffer(Buffer):
         except sqlite3.Error as exc:
             self._rollback(conn)
             raise self._translate(exc, op) from exc
+
+    def _cache_take(self, seq: int) -> tuple[pa.RecordBatch, None] | None:
+        hit = self._cache.pop(seq, None)
+        if hit is None:
+            return None
+        self._cache_bytes -= hit[1]
+        return hit[0], None
 
     def _uncache(self, seqs) -> None:
         for s in seqs:

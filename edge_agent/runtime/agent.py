@@ -31,7 +31,7 @@ from edge_agent.processors.anomaly import AnomalyProcessor
 from edge_agent.quarantine import Quarantine
 from edge_agent.runtime import sdnotify
 from edge_agent.runtime.backoff import Backoff
-from edge_agent.runtime.memory import tune_malloc
+from edge_agent.runtime.memory import arrow_pool_name, tune_malloc
 from edge_agent.runtime.running import RunningConnector, StartupFailed
 from edge_agent.runtime.sink_runner import SinkRunner
 from edge_agent.signals import SignalCatalog, load_catalog, save_catalog
@@ -386,7 +386,7 @@ class Agent:
                 watchdog = (asyncio.create_task(sdnotify.watchdog_loop(wd_interval, healthy=lambda: not core_task.done()))
                             if wd_interval else None)
                 log.info("agent started", extra={"connectors": len(self.running), "sinks": len(self.sink_runners),
-                                                 "http_port": self.http_port})
+                                                 "http_port": self.http_port, "arrow_pool": arrow_pool_name()})
                 failure = await self._wait_for_stop(duration_secs, conn_tasks)
                 # ---- shutdown in reverse order, inside the deadline
                 if self.next_config is None:  # a reload restarts the pipeline: systemd sees RELOADING=1

@@ -137,6 +137,8 @@ def test_cli_run_then_describe(tmp_path):
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["committed"] == 1100
+    # libarrow's own pool (the Parquet encoder's) is glibc's, chosen before pyarrow loaded
+    assert 'arrow_pool="system"' in r.stderr
     r = _axedge("dataset", "describe", str(tmp_path / "data"), "--json")
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
