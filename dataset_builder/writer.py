@@ -65,6 +65,7 @@ from dataset_builder.format import (
     DatasetError,
     arrow_from_numpy,
     asset_partition_value,
+    null_array,
 )
 
 log = logging.getLogger("axedge.dataset")
@@ -168,15 +169,15 @@ class _Rows:
 def _sparse(parts: list[tuple[int, pa.Array]], n: int, type_: pa.DataType) -> pa.Array:
     """A column of ``n`` rows that is null except for the given stretches."""
     if not parts:
-        return pa.nulls(n, type=type_)
+        return null_array(n, type_)  # no allocation: slices of a shared zero buffer
     chunks, pos = [], 0
     for off, arr in parts:
         if off > pos:
-            chunks.append(pa.nulls(off - pos, type=type_))
+            chunks.append(null_array(off - pos, type_))
         chunks.append(arr)
         pos = off + len(arr)
     if pos < n:
-        chunks.append(pa.nulls(n - pos, type=type_))
+        chunks.append(null_array(n - pos, type_))
     return pa.concat_arrays(chunks)
 
 

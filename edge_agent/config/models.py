@@ -49,7 +49,7 @@ class BatchSection(StrictModel):
 
 class CoreSection(StrictModel):
     channel_max_chunks: int = Field(1024, ge=1, description="Chunks queued between connectors and the batcher")
-    channel_max_rows: int = Field(500_000, ge=1, description="Rows queued between connectors and the batcher")
+    channel_max_rows: int = Field(200_000, ge=1, description="Rows queued between connectors and the batcher (a hand-off: bursts go to the buffer)")
     when_full: WhenFull = Field(WhenFull.block, description="block: back-pressure connectors; drop_newest / drop_oldest: drop and count")
     batch: BatchSection = Field(default_factory=BatchSection)
 

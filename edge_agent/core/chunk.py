@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from dataset_builder.format import SAMPLE_SCHEMA, TS_NS_UTC, Quality, arrow_from_numpy
+from dataset_builder.format import SAMPLE_SCHEMA, TS_NS_UTC, Quality, arrow_from_numpy, null_array
 
 
 def now_ns() -> int:
@@ -104,23 +104,6 @@ class SampleChunk:
         )
 
 
-_ZEROS = pa.allocate_buffer(0)
-
-
-def _nulls(n: int, type_: pa.DataType) -> pa.Array:
-    """An all-null column over slices of one shared, read-only zero buffer (``pa.nulls`` allocates
-    and zeroes ~1.2 MB per 100k-row batch for the two mostly-empty columns)."""
-    global _ZEROS
-    width = 4 if pa.types.is_string(type_) else type_.bit_width // 8
-    size = width * (n + 1)
-    if _ZEROS.size < size:
-        _ZEROS = pa.py_buffer(bytes(max(size, 2 * _ZEROS.size)))
-    bitmap = _ZEROS.slice(0, (n + 7) // 8)
-    if pa.types.is_string(type_):
-        return pa.Array.from_buffers(type_, n, [bitmap, _ZEROS.slice(0, size), _ZEROS.slice(0, 0)], null_count=n)
-    return pa.Array.from_buffers(type_, n, [bitmap, _ZEROS.slice(0, width * n)], null_count=n)
-
-
 def chunks_to_batch(chunks: Sequence[SampleChunk]) -> pa.RecordBatch:
     """Concatenate chunks into one Arrow record batch in :data:`SAMPLE_SCHEMA` (vectorised)."""
     if not chunks:
@@ -141,7 +124,7 @@ def chunks_to_batch(chunks: Sequence[SampleChunk]) -> pa.RecordBatch:
         srv = cat([c.server_time_ns if c.server_time_ns is not None else np.zeros(len(c), np.int64) for c in chunks])
         server_arr = arrow_from_numpy(srv.astype(np.int64, copy=False), TS_NS_UTC, srv != 0)
     else:
-        server_arr = _nulls(n, TS_NS_UTC)
+        server_arr = null_array(n, TS_NS_UTC)
 
     if any(c.text is not None for c in chunks):
         texts: list[str | None] = []
@@ -149,7 +132,7 @@ def chunks_to_batch(chunks: Sequence[SampleChunk]) -> pa.RecordBatch:
             texts.extend(c.text if c.text is not None else [None] * len(c))
         text_arr = pa.array(texts, type=pa.string())
     else:
-        text_arr = _nulls(n, pa.string())
+        text_arr = null_array(n, pa.string())
 
     return pa.RecordBatch.from_arrays(
         [
