@@ -114,7 +114,8 @@ class SignalCatalog:
                 )
                 if spec.key != r["key"] or spec.key in by_key:
                     raise ValueError(f"stored signal {r['key']!r} is inconsistent or repeated")
-                by_key[spec.key] = Signal.make(int(r["id"]), spec)
+                sig = Signal.make(int(r["id"]), spec)
+                by_key[sig.key] = sig  # one key string per signal (``spec.key`` builds a new one)
             self._by_key = by_key
             self._by_id = list(by_key.values())
             self._provisional = set(range(len(rows)))
@@ -135,7 +136,7 @@ class SignalCatalog:
                     return old.id
                 if replace or provisional or old.spec.connector == spec.connector:
                     sig = Signal.make(old.id, spec)
-                    self._by_key[spec.key] = sig
+                    self._by_key[sig.key] = sig
                     self._by_id[old.id] = sig
                     self.version += 1
                     return old.id
@@ -145,7 +146,7 @@ class SignalCatalog:
                 )
             sig = Signal.make(len(self._by_id), spec)
             self._by_id.append(sig)
-            self._by_key[spec.key] = sig
+            self._by_key[sig.key] = sig
             self.version += 1
             return sig.id
 
