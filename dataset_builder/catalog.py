@@ -13,11 +13,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dataset_builder.format import CATALOG_JSON, CATALOG_PARQUET, FORMAT_VERSION, META_DIR, DatasetError
+from dataset_builder.format import CATALOG_JSON, CATALOG_PARQUET, FORMAT_VERSION, META_DIR, DatasetError, arrow_strings
 from dataset_builder.manifest import fsync_dir
 
 CATALOG_SCHEMA = pa.schema(
@@ -66,19 +65,6 @@ def load(root: Path) -> list[dict[str, Any]]:
         raise DatasetError(f"cannot read signal catalog {path}: {exc}", path=str(path),
                            hint="restore it, or delete it and let the agent rewrite it at the next commit") from exc
     return [normalize(r) for r in doc.get("signals", [])]
-
-
-def arrow_strings(values: list[str | None]) -> pa.Array:
-    """A string array built from its buffers. ``pa.array`` on a list imports pandas when it is
-    installed (about 50 MB of RSS and half a second in the agent, which never needs it)."""
-    data = [b"" if v is None else str(v).encode() for v in values]
-    offsets = np.zeros(len(data) + 1, dtype=np.int32)
-    np.cumsum([len(b) for b in data], out=offsets[1:])
-    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))]
-    nulls = sum(v is None for v in values)
-    if nulls:
-        buffers[0] = pa.py_buffer(np.packbits([v is not None for v in values], bitorder="little"))
-    return pa.Array.from_buffers(pa.string(), len(data), buffers, null_count=nulls)
 
 
 def to_table(rows: list[dict[str, Any]]) -> pa.Table:

@@ -64,8 +64,11 @@ from dataset_builder.format import (
     UNKNOWN_PARTITION,
     DatasetError,
     arrow_from_numpy,
+    arrow_strings,
     asset_partition_value,
     null_array,
+    numpy_valid,
+    numpy_values,
 )
 
 log = logging.getLogger("axedge.dataset")
@@ -489,7 +492,7 @@ class RawDatasetWriter:
         p = self._part_index[asset]
         d = self._dict_cache.get(p)
         if d is None:
-            d = self._dict_cache[p] = catalog_mod.arrow_strings(self._keys[p])
+            d = self._dict_cache[p] = arrow_strings(self._keys[p])
         return d
 
     def _file_for(self, pidx: int, day: int) -> _File:
@@ -892,19 +895,8 @@ class RawDatasetWriter:
         return asdict(self.stats)
 
 
-def _values(col: pa.Array, dtype) -> np.ndarray:
-    """The value buffer of a fixed-width Arrow array as numpy, zero copy (``to_numpy`` would
-    import pandas when it is installed: 50 MB of RSS and half a second)."""
-    dtype = np.dtype(dtype)
-    return np.frombuffer(col.buffers()[1], dtype=dtype, count=len(col), offset=col.offset * dtype.itemsize)
-
-
-def _valid(col: pa.Array) -> np.ndarray | None:
-    """Validity of each row as bools, or None when the column has no nulls."""
-    if col.null_count == 0:
-        return None
-    bits = np.frombuffer(col.buffers()[0], dtype=np.uint8)
-    return np.unpackbits(bits, bitorder="little", count=col.offset + len(col))[col.offset:].astype(bool)
+_values = numpy_values  # zero copy (``to_numpy`` would import pandas)
+_valid = numpy_valid
 
 
 @dataclass(slots=True)

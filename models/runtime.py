@@ -35,6 +35,14 @@ from typing import Any
 
 import numpy as np
 
+from dataset_builder.format import (
+    TS_NS_UTC,
+    arrow_bools,
+    arrow_from_numpy,
+    arrow_strings,
+    numpy_filled,
+    numpy_values,
+)
 from models.bundle import META_FILE, Bundle, load
 from models.errors import InputMismatch, ModelError
 from models.features import align_with_age, latest_per_column
@@ -481,12 +489,13 @@ class EdgeScorer:
             names = [p[0] for p in parts for _ in range(len(p[1]))]
             score = np.concatenate([p[2] for p in parts])
             alarm = np.concatenate([p[3] for p in parts])
+        # built from buffers: pa.array would import pandas into the agent (see dataset_builder.format)
         return pa.table(
             {
-                "time": pa.array(times, pa.int64()).cast(pa.timestamp("ns", tz="UTC")),
-                "model": pa.array(names, pa.string()),
-                "score": pa.array(score.astype(np.float64)),
-                "anomaly": pa.array(alarm),
+                "time": arrow_from_numpy(times.astype(np.int64, copy=False), TS_NS_UTC),
+                "model": arrow_strings(names),
+                "score": arrow_from_numpy(score.astype(np.float64), pa.float64()),
+                "anomaly": arrow_bools(alarm),
             }
         )
 
@@ -511,12 +520,10 @@ def _columns(batch: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if batch.valid is not None:
             v = np.where(batch.valid, v, np.nan)
     else:
-        import pyarrow.compute as pc
-
-        sid = batch.column("signal_id").to_numpy(zero_copy_only=False).astype(np.int64)
-        t = pc.cast(batch.column("source_time"), "int64").to_numpy(zero_copy_only=False)
-        v = pc.fill_null(batch.column("value"), np.nan).to_numpy(zero_copy_only=False)
-        q = batch.column("quality").to_numpy(zero_copy_only=False).astype(np.uint32)
+        sid = numpy_values(batch.column("signal_id"), np.int32).astype(np.int64)
+        t = numpy_values(batch.column("source_time"), np.int64)
+        v = numpy_filled(batch.column("value"), np.float64, np.nan)
+        q = numpy_values(batch.column("quality"), np.uint32)
     bad = (q >> 30) >= 2  # OPC UA severity bits 10 (bad): the sample is a gap
     if bad.any():
         v = np.where(bad, np.nan, v)

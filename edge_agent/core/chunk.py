@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from dataset_builder.format import SAMPLE_SCHEMA, TS_NS_UTC, Quality, arrow_from_numpy, null_array
+from dataset_builder.format import SAMPLE_SCHEMA, TS_NS_UTC, Quality, arrow_from_numpy, arrow_strings, null_array
 
 
 def now_ns() -> int:
@@ -107,7 +107,7 @@ class SampleChunk:
 def chunks_to_batch(chunks: Sequence[SampleChunk]) -> pa.RecordBatch:
     """Concatenate chunks into one Arrow record batch in :data:`SAMPLE_SCHEMA` (vectorised)."""
     if not chunks:
-        return pa.RecordBatch.from_pylist([], schema=SAMPLE_SCHEMA)
+        return pa.RecordBatch.from_arrays([null_array(0, f.type) for f in SAMPLE_SCHEMA], schema=SAMPLE_SCHEMA)
     cat = np.concatenate
     sid = cat([c.signal_id for c in chunks]).astype(np.int32, copy=False)
     src = cat([c.source_time_ns for c in chunks]).astype(np.int64, copy=False)
@@ -130,7 +130,7 @@ def chunks_to_batch(chunks: Sequence[SampleChunk]) -> pa.RecordBatch:
         texts: list[str | None] = []
         for c in chunks:
             texts.extend(c.text if c.text is not None else [None] * len(c))
-        text_arr = pa.array(texts, type=pa.string())
+        text_arr = arrow_strings(texts)  # pa.array would import pandas
     else:
         text_arr = null_array(n, pa.string())
 

@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
+from dataset_builder.format import numpy_filled, numpy_values
 from edge_agent.config.base import AssetPath, ComponentId, StrictModel
 from edge_agent.core.chunk import SampleChunk
 from edge_agent.signals import DataType, SignalCatalog, SignalSpec
@@ -120,8 +121,8 @@ class AnomalyProcessor:
         out: list[SampleChunk] = []
         scores = self.scorer.drain_scores()
         if scores.num_rows:
-            t = scores.column("time").cast(pa.int64()).to_numpy()
-            v = scores.column("score").to_numpy(zero_copy_only=False)
+            t = numpy_values(scores.column("time"), np.int64)
+            v = numpy_filled(scores.column("score"), np.float64, np.nan)
             out.append(SampleChunk.from_values(np.full(len(t), self._score_id), v, source_time_ns=t))
         if events:
             recs = [{**e.to_dict(), "processor": self.config.id, "asset": self.config.asset} for e in events]

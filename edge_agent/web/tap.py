@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
+
+from dataset_builder.format import arrow_from_numpy, numpy_filled, numpy_valid, numpy_values
 
 
 class LastValues:
@@ -55,10 +56,10 @@ class LastValues:
         row) and add it to the signal's history when ``min_step_secs`` passed since its last point."""
         if batch.num_rows == 0:
             return
-        ids = batch.column("signal_id").to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-        t = pc.cast(batch.column("source_time"), pa.int64()).to_numpy(zero_copy_only=False)
-        vals = batch.column("value").to_numpy(zero_copy_only=False)  # nulls -> nan
-        qual = batch.column("quality").to_numpy(zero_copy_only=False)
+        ids = numpy_values(batch.column("signal_id"), np.int32).astype(np.int64)
+        t = numpy_values(batch.column("source_time"), np.int64)
+        vals = numpy_filled(batch.column("value"), np.float64, np.nan)
+        qual = numpy_values(batch.column("quality"), np.uint32)
         self._grow(int(ids.max()) + 1)
         # last row per signal in (id, time, row) order
         order = np.lexsort((np.arange(len(ids)), t, ids))
@@ -83,10 +84,11 @@ class LastValues:
         self.ring_len[sid] = np.minimum(self.ring_len[sid] + 1, self.history)
         text_col = batch.column("value_text")
         if text_col.null_count < batch.num_rows:
-            valid = text_col.is_valid().to_numpy(zero_copy_only=False)
+            valid = numpy_valid(text_col)
+            valid = np.ones(batch.num_rows, dtype=bool) if valid is None else valid
             tr = rows[valid[rows]] if len(rows) else rows
             if len(tr):
-                texts = text_col.take(pa.array(tr)).to_pylist()
+                texts = text_col.take(arrow_from_numpy(tr.astype(np.int64), pa.int64())).to_pylist()
                 for i, s in zip(ids[tr].tolist(), texts, strict=True):
                     self.text[i] = s if len(s) <= 512 else s[:509] + "..."
 
