@@ -77,6 +77,24 @@ class Signal:
     def make(cls, id_: int, spec: SignalSpec) -> Signal:
         return cls(id_, spec, spec.key, asset_partition_value(spec.asset))
 
+    def record(self) -> dict[str, Any]:
+        """The plain dict row of this signal (``SignalCatalog.to_records``, the saved catalog)."""
+        sp = self.spec
+        return {
+            "id": self.id,
+            "key": self.key,
+            "name": sp.name,
+            "asset": sp.asset,
+            "asset_partition": self.partition,
+            "unit": sp.unit,
+            "dtype": sp.dtype.value,
+            "address": sp.address,
+            "connector": sp.connector,
+            "semantic_id": sp.semantic_id,
+            "description": sp.description,
+            "extra": dict(sp.extra),
+        }
+
 
 class DuplicateSignal(ValueError):
     pass
@@ -169,56 +187,112 @@ class SignalCatalog:
     def to_records(self) -> list[dict[str, Any]]:
         """Plain dict rows (for the dataset's signal catalog). No deep copies: 10,000 signals
         must not stall the sink (``dataclasses.asdict`` took ~1 s here)."""
-        rows = []
-        for sig in self.snapshot():
-            sp = sig.spec
-            rows.append({
-                "id": sig.id,
-                "key": sig.key,
-                "name": sp.name,
-                "asset": sp.asset,
-                "asset_partition": sig.partition,
-                "unit": sp.unit,
-                "dtype": sp.dtype.value,
-                "address": sp.address,
-                "connector": sp.connector,
-                "semantic_id": sp.semantic_id,
-                "description": sp.description,
-                "extra": dict(sp.extra),
-            })
-        return rows
+        return [sig.record() for sig in self.snapshot()]
 
 
 log = logging.getLogger("axedge.signals")
 
 
+FORMAT_LINES = 2  # JSON lines; format 1 (one JSON document) is still read
+
+
+def _line(sig: Signal) -> str:
+    return json.dumps(sig.record(), separators=(",", ":"), default=str) + "\n"
+
+
+class CatalogFile:
+    """The agent's saved signal catalog (``<state_dir>/signals.json``): JSON lines, a header
+    ``{"format":2}`` then one record per line; the last line of an id wins.
+
+    A save appends only the signals added or changed since the last save (one write, one fsync),
+    so an MQTT connector that discovers thousands of topics one flush at a time does not rewrite
+    the whole catalog each time. The file is rewritten (temp file, fsync, rename, directory
+    fsync) at the first save of a process and when replaced lines outnumber the live ones. A
+    crash during an append leaves a torn last line, which :func:`load_catalog` ignores: the save
+    completes before the batch that needs it enters the buffer, so no buffered row refers to it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._saved: dict[int, Signal] = {}
+        self._lines = 0
+        self._must_rewrite = True  # first save of the process, or after a failed write
+        self.rewrites = 0
+        self.appends = 0
+
+    def save(self, catalog: SignalCatalog) -> None:
+        sigs = catalog.snapshot()
+        changed = [s for s in sigs if self._saved.get(s.id) is not s]
+        if not changed and not self._must_rewrite:
+            return
+        try:
+            if self._must_rewrite or self._lines + len(changed) > 2 * len(sigs) + 64:
+                self._rewrite(sigs)
+                self._saved = {s.id: s for s in sigs}
+                self._must_rewrite = False
+                return
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write("".join(_line(s) for s in changed))
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            self._must_rewrite = True  # a half-written append must not stay in the middle of the file
+            raise
+        self._lines += len(changed)
+        self.appends += 1
+        for sig in changed:
+            self._saved[sig.id] = sig
+
+    def _rewrite(self, sigs: list[Signal]) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(json.dumps({"format": FORMAT_LINES}) + "\n")
+            for i in range(0, len(sigs), 1000):  # a string per thousand signals, not one per file
+                f.write("".join(_line(s) for s in sigs[i:i + 1000]))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        dfd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        self._lines = len(sigs)
+        self.rewrites += 1
+
+
 def save_catalog(path: Path, catalog: SignalCatalog) -> None:
-    """Write the catalog's records to ``path`` atomically (temp file, fsync, rename, directory
-    fsync): after a crash the file is the old or the new catalog, never half of one."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    data = json.dumps({"format": 1, "signals": catalog.to_records()}, separators=(",", ":"), default=str)
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    """Write the whole catalog to ``path`` atomically (a new :class:`CatalogFile`'s first save)."""
+    CatalogFile(path).save(catalog)
 
 
 def load_catalog(path: Path) -> list[dict[str, Any]] | None:
-    """The records saved by :func:`save_catalog`, or None when there is no usable file (a damaged
-    one is logged; rows it would have named are then kept as ``unknown/<id>`` by the writer)."""
+    """The records saved by :class:`CatalogFile` (or format 1), by id, or None when there is no
+    usable file (a damaged one is logged; rows it would have named are then kept as
+    ``unknown/<id>`` by the writer)."""
     path = Path(path)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        if doc.get("format") != 1 or not isinstance(doc.get("signals"), list):
-            raise ValueError(f"unknown catalog format {doc.get('format')!r}")
-        return doc["signals"]
+        text = path.read_text(encoding="utf-8")
+        first, _, rest = text.partition("\n")
+        head = json.loads(first) if first.startswith('{"format": 2') or first.startswith('{"format":2') else None
+        if head is None:
+            doc = json.loads(text)
+            if doc.get("format") != 1 or not isinstance(doc.get("signals"), list):
+                raise ValueError(f"unknown catalog format {doc.get('format')!r}")
+            return doc["signals"]
+        lines = rest.split("\n")
+        torn = lines.pop()  # "" after the last newline, or a line a crash cut short
+        by_id: dict[int, dict[str, Any]] = {}
+        for n, line in enumerate(lines, start=2):
+            try:
+                rec = json.loads(line)
+                by_id[int(rec["id"])] = rec
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"line {n}: {exc}") from exc
+        if torn:
+            log.warning("signal catalog ends with a torn line (an append cut short); ignored",
+                        extra={"path": str(path)})
+        return [by_id[i] for i in sorted(by_id)]
     except FileNotFoundError:
         return None
     except (OSError, ValueError, AttributeError) as exc:

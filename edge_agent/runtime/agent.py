@@ -34,7 +34,7 @@ from edge_agent.runtime.backoff import Backoff
 from edge_agent.runtime.memory import arrow_pool_name, tune_malloc
 from edge_agent.runtime.running import RunningConnector, StartupFailed
 from edge_agent.runtime.sink_runner import SinkRunner
-from edge_agent.signals import SignalCatalog, load_catalog, save_catalog
+from edge_agent.signals import CatalogFile, SignalCatalog, load_catalog
 from edge_agent.sinks.base import SinkContext, SinkMetrics
 from edge_agent.sinks.registry import sink_factory
 
@@ -87,6 +87,7 @@ class Agent:
         # run-local signal ids are saved for batches that outlive the run (durable buffer only)
         self._durable = config.buffer.kind is BufferKind.sqlite
         self._catalog_path = Path(config.agent.state_dir) / "signals.json"
+        self._catalog_file = CatalogFile(self._catalog_path)
         self._saved_catalog_version = -1
         self._t0 = time.monotonic()
 
@@ -251,7 +252,7 @@ class Agent:
         if self._durable and self.catalog.version != self._saved_catalog_version:
             version = self.catalog.version
             try:
-                save_catalog(self._catalog_path, self.catalog)
+                self._catalog_file.save(self.catalog)  # appends what changed since the last save
             except OSError as exc:
                 self.metrics.core_errors.labels("catalog_save").inc()
                 log.error("cannot save the signal catalog", extra={"path": str(self._catalog_path), "error": str(exc)})

@@ -3,7 +3,6 @@ buffer, restart it with the connectors declared in the other order (so a fresh c
 out the ids the other way round), and check that every replayed row lands under its own signal:
 the saved catalog gives each key its old id back (edge_agent/signals.py)."""
 
-import json
 import signal
 import sqlite3
 import subprocess
@@ -14,6 +13,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+
+from edge_agent.signals import load_catalog
 
 
 def _connector(name: str, level: float) -> str:
@@ -84,8 +85,8 @@ def test_replayed_rows_keep_their_signal_after_restart_in_another_order(tmp_path
         proc.wait()
     waiting = _buffered_rows(db)
     assert waiting >= 400  # 3 s at 2 x 200 rows/s, with slack for a busy machine
-    saved = json.loads((tmp_path / "state" / "signals.json").read_text())
-    assert {s["key"]: s["id"] for s in saved["signals"]} == {
+    saved = load_catalog(tmp_path / "state" / "signals.json")
+    assert {s["key"]: s["id"] for s in saved} == {
         "plant1/casting/line1/alpha/level": 0, "plant1/casting/line1/beta/level": 1}
 
     second = _config(tmp_path, ["beta", "alpha"], age=0.2)

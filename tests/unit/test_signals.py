@@ -101,3 +101,77 @@ def test_damaged_catalog_file_reads_as_none(tmp_path):
     assert load_catalog(p) is None
     p.write_text('{"format": 7, "signals": []}')
     assert load_catalog(p) is None
+
+
+def test_catalog_file_appends_what_changed_and_reads_back_last_wins(tmp_path):
+    from edge_agent.signals import CatalogFile
+
+    p = tmp_path / "signals.json"
+    cat = _two()
+    f = CatalogFile(p)
+    f.save(cat)
+    assert (f.rewrites, f.appends) == (1, 0)
+    f.save(cat)  # nothing changed: no write
+    size = p.stat().st_size
+    assert (f.rewrites, f.appends) == (1, 0)
+    cat.register(SignalSpec(name="new", asset="p/l/a", connector="c1"))
+    cat.register(SignalSpec(name="t", asset="p/l/a", unit="K", connector="c1", extra={"topic": "x/t"}))  # changed
+    f.save(cat)
+    assert (f.rewrites, f.appends) == (1, 1)
+    lines = p.read_text().splitlines()
+    assert len(lines) == 1 + 2 + 2 and p.stat().st_size > size  # header, two first records, two appended
+    assert load_catalog(p) == cat.to_records()  # the last line of an id wins; ordered by id
+    assert load_catalog(p)[0]["unit"] == "K"
+
+
+def test_catalog_file_compacts_when_replaced_lines_pile_up(tmp_path):
+    from edge_agent.signals import CatalogFile
+
+    p = tmp_path / "signals.json"
+    cat = _two()
+    f = CatalogFile(p)
+    f.save(cat)
+    for i in range(80):  # the same signal refined again and again (e.g. units read at connect)
+        cat.register(SignalSpec(name="t", asset="p/l/a", unit=f"u{i}", connector="c1"), replace=True)
+        f.save(cat)
+    assert f.rewrites >= 2 and len(p.read_text().splitlines()) <= 1 + 2 * 2 + 64
+    assert load_catalog(p) == cat.to_records()
+
+
+def test_a_torn_last_line_is_ignored_and_a_damaged_middle_line_is_not(tmp_path):
+    from edge_agent.signals import CatalogFile
+
+    p = tmp_path / "signals.json"
+    cat = _two()
+    CatalogFile(p).save(cat)
+    good = p.read_text()
+    p.write_text(good + '{"id": 2, "key": "p/l/a/ne')  # a crash cut the append short
+    assert load_catalog(p) == cat.to_records()
+    lines = good.splitlines()
+    p.write_text("\n".join([lines[0], lines[1][:-5], lines[2]]) + "\n")
+    assert load_catalog(p) is None
+
+
+def test_format_1_catalog_files_still_read(tmp_path):
+    import json
+
+    p = tmp_path / "signals.json"
+    p.write_text(json.dumps({"format": 1, "signals": _two().to_records()}))
+    assert load_catalog(p) == _two().to_records()
+
+
+def test_a_failed_append_makes_the_next_save_rewrite(tmp_path):
+    from edge_agent.signals import CatalogFile
+
+    p = tmp_path / "signals.json"
+    cat = _two()
+    f = CatalogFile(p)
+    f.save(cat)
+    cat.register(SignalSpec(name="new", asset="p/l/a", connector="c1"))
+    p.unlink()
+    p.mkdir()  # the append fails (a real OSError, even as root)
+    with pytest.raises(OSError):
+        f.save(cat)
+    p.rmdir()
+    f.save(cat)
+    assert f.rewrites == 2 and f.appends == 0 and load_catalog(p) == cat.to_records()
