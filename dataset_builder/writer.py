@@ -422,7 +422,7 @@ class RawDatasetWriter:
         if batch.schema.names != SAMPLE_SCHEMA.names:
             raise ValueError(f"batch columns {batch.schema.names} are not SAMPLE_SCHEMA {SAMPLE_SCHEMA.names}")
         n = batch.num_rows
-        sid = _values(batch.column(0), np.int32)
+        sid = numpy_values(batch.column(0), np.int32)
         if sid.min() < 0:
             raise ValueError("negative signal id in batch")
         if sid.max() >= self._part_of.shape[0]:
@@ -895,10 +895,6 @@ class RawDatasetWriter:
         return asdict(self.stats)
 
 
-_values = numpy_values  # zero copy (``to_numpy`` would import pandas)
-_valid = numpy_valid
-
-
 @dataclass(slots=True)
 class _Batch:
     """The columns of one SAMPLE batch as numpy views (ns timestamps, dictionary codes)."""
@@ -920,11 +916,11 @@ class _Batch:
         return cls(
             sid=sid,
             code=code_of[sid],
-            time=_values(batch.column(1), np.int64),
-            recv=_values(batch.column(3), np.int64),
-            value=_values(value, np.float64),
-            valid=_valid(value),
-            quality=_values(batch.column(6), np.uint32),
+            time=numpy_values(batch.column(1), np.int64),
+            recv=numpy_values(batch.column(3), np.int64),
+            value=numpy_values(value, np.float64),
+            valid=numpy_valid(value),
+            quality=numpy_values(batch.column(6), np.uint32),
             text=None if text.null_count == n else text,
             server=None if server.null_count == n else server.cast(TS_US_UTC, safe=False),
         )
