@@ -37,6 +37,8 @@ class _ComponentCollector(Collector):
         files = CounterMetricFamily("axedge_files_committed", "Files committed by sinks", labels=["sink"])
         buf_rows = GaugeMetricFamily("axedge_buffer_rows", "Rows held in the sink's buffer", labels=["sink"])
         buf_bytes = GaugeMetricFamily("axedge_buffer_bytes", "Bytes held in the sink's buffer", labels=["sink"])
+        read_backs = CounterMetricFamily("axedge_buffer_read_backs", "Batches the sink read back from the durable "
+                                         "buffer's store (not from its write-through cache)", labels=["sink"])
         conn_events = CounterMetricFamily("axedge_connector_events", "Protocol events that are not errors "
                                           "(e.g. Sparkplug rebirth requests)", labels=["connector", "event"])
         for name, cm in self.m.connectors.items():
@@ -64,9 +66,10 @@ class _ComponentCollector(Collector):
             for r, n in sm.dropped.items():
                 dropped.add_metric([f"sink:{name}", r], n)
         for name, fn in self.m.buffers.items():
-            rows, nbytes = fn()
+            rows, nbytes, backs = fn()
             buf_rows.add_metric([name], rows)
             buf_bytes.add_metric([name], nbytes)
+            read_backs.add_metric([name], backs)
         for (stage, reason), n in self.m.core_dropped.items():
             dropped.add_metric([stage, reason], n)
         scored = CounterMetricFamily("axedge_anomaly_windows_scored", "Windows scored by the anomaly model", labels=["processor"])
@@ -83,8 +86,8 @@ class _ComponentCollector(Collector):
                 dropped.add_metric([f"processor:{name}", r], n)
             for q, us in st["latency_us"].items():
                 latency.add_metric([name, q], us / 1e6)
-        yield from (received, errors, dropped, quarantined, gaps, state, committed, files, buf_rows, buf_bytes, sink_events,
-                    conn_events, scored, skipped, events, latency)
+        yield from (received, errors, dropped, quarantined, gaps, state, committed, files, buf_rows, buf_bytes, read_backs,
+                    sink_events, conn_events, scored, skipped, events, latency)
 
 
 class AgentMetrics:

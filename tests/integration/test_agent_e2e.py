@@ -100,6 +100,7 @@ async def test_metrics_and_healthz_served_on_loopback(tmp_path):
     assert 'axedge_samples_received_total{connector="synth"}' in body
     assert 'axedge_connector_state{connector="synth",state="connected"} 1.0' in body
     assert "axedge_batch_flushes_total" in body and "axedge_buffer_rows" in body
+    assert "axedge_buffer_read_backs_total{sink=\"raw\"}" in body
     assert 'axedge_sink_events_total{event="skipped_rows",sink="raw"}' in body
     status, body = await asyncio.to_thread(get, "/healthz")
     h = json.loads(body)
