@@ -24,8 +24,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
 import pyarrow.dataset as ds
 
 MACHINE = {"casting": "casting-line", "mill": "machine-tool", "sensor0": "sensors"}

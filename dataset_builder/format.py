@@ -181,9 +181,6 @@ def numpy_values(col: pa.Array | pa.ChunkedArray, dtype) -> np.ndarray:
     dtype = np.dtype(dtype)
     if len(col) == 0:
         return np.zeros(0, dtype=dtype)
-    if pa.types.is_boolean(col.type):
-        bits = np.frombuffer(col.buffers()[1], dtype=np.uint8)
-        return np.unpackbits(bits, bitorder="little", count=col.offset + len(col))[col.offset:].astype(dtype)
     return np.frombuffer(col.buffers()[1], dtype=dtype, count=len(col), offset=col.offset * dtype.itemsize)
 
 
@@ -192,8 +189,6 @@ def numpy_valid(col: pa.Array | pa.ChunkedArray) -> np.ndarray | None:
     col = _array(col)
     if col.null_count == 0:
         return None
-    if pa.types.is_null(col.type):
-        return np.zeros(len(col), dtype=bool)
     bits = np.frombuffer(col.buffers()[0], dtype=np.uint8)
     return np.unpackbits(bits, bitorder="little", count=col.offset + len(col))[col.offset:].astype(bool)
 

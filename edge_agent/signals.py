@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dataset_builder.format import asset_partition_value
+from dataset_builder.manifest import fsync_dir
 
 
 class DataType(str, Enum):
@@ -252,11 +253,7 @@ class CatalogFile:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
-        dfd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        fsync_dir(self.path.parent)
         self._lines = len(sigs)
         self.rewrites += 1
 
@@ -272,14 +269,12 @@ def load_catalog(path: Path) -> list[dict[str, Any]] | None:
     ``unknown/<id>`` by the writer)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-        first, _, rest = text.partition("\n")
-        head = json.loads(first) if first.startswith('{"format": 2') or first.startswith('{"format":2') else None
-        if head is None:
-            doc = json.loads(text)
-            if doc.get("format") != 1 or not isinstance(doc.get("signals"), list):
-                raise ValueError(f"unknown catalog format {doc.get('format')!r}")
-            return doc["signals"]
+        first, _, rest = path.read_text(encoding="utf-8").partition("\n")
+        head = json.loads(first)  # the header line; a format 1 file is one line: the whole document
+        if head.get("format") == 1 and isinstance(head.get("signals"), list):
+            return head["signals"]
+        if head.get("format") != FORMAT_LINES:
+            raise ValueError(f"unknown catalog format {head.get('format')!r}")
         lines = rest.split("\n")
         torn = lines.pop()  # "" after the last newline, or a line a crash cut short
         by_id: dict[int, dict[str, Any]] = {}

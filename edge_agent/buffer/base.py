@@ -51,6 +51,7 @@ class Buffer(ABC):
     buffer_id: str
     max_bytes: int
     when_full: WhenFull
+    read_backs: int = 0  # batches ``begin`` read back from a store (only a durable buffer has one)
 
     def __init__(self, max_bytes: int, when_full: WhenFull, on_drop: Callable[[int, str], None] | None = None):
         self.max_bytes = int(max_bytes)

@@ -96,7 +96,6 @@ class SqliteBuffer(Buffer):
         self.cache_max_bytes = min(int(cache_max_bytes), int(max_bytes))
         self._cache: dict[int, tuple[pa.RecordBatch, int]] = {}
         self._cache_bytes = 0
-        self.read_backs = 0  # batches begin() had to read back from SQLite (not in the cache)
         if fsync not in SYNCHRONOUS:
             raise ValueError(f"fsync must be one of {sorted(SYNCHRONOUS)}, not {fsync!r}")
         self.path = Path(path)
@@ -242,22 +241,19 @@ class SqliteBuffer(Buffer):
                 if not seqs:
                     return None
                 try:
-                    # A batch leaves the cache when it is taken: the transaction holds it now, and
-                    # the room goes to batches not yet taken (a rejected one is read back).
-                    stored = [self._cache_take(s) or
-                              conn.execute("SELECT blob, crc32 FROM batches WHERE seq = ?", (s,)).fetchone()
-                              for s in seqs]
+                    stored = [self._stored(conn, s) for s in seqs]
                 except sqlite3.Error as exc:
                     self._index.inflight.difference_update(seqs)
                     raise self._translate(exc, "read") from exc
                 entries = dict(zip(seqs, (self._index.entries[s] for s in seqs), strict=True))
             good: list[tuple[int, pa.RecordBatch]] = []
             bad: list[tuple[int, str]] = []
-            for seq, (blob, crc) in zip(seqs, stored, strict=True):
-                if isinstance(blob, pa.RecordBatch):  # still in the write-through cache: no read back
-                    good.append((seq, blob))
+            for seq, item in zip(seqs, stored, strict=True):
+                if isinstance(item, pa.RecordBatch):  # from the write-through cache: no read back
+                    good.append((seq, item))
                     continue
                 self.read_backs += 1
+                blob, crc = item
                 if zlib.crc32(blob) != crc:
                     bad.append((seq, "checksum mismatch"))
                     continue
@@ -281,9 +277,8 @@ class SqliteBuffer(Buffer):
             conn = self._connection()
             if tx.done:
                 raise BufferError(f"transaction {tx.id} of buffer {self.path} was already ended")
-            if accept:
+            if accept:  # (taken batches already left the cache in begin)
                 self._delete(conn, tx.seqs, "end")
-                self._uncache(tx.seqs)
                 self._index.remove(tx.seqs)
             else:
                 self._index.inflight.difference_update(tx.seqs)
@@ -296,7 +291,6 @@ class SqliteBuffer(Buffer):
             seqs = [s for tx in txs for s in tx.seqs]
             if seqs:
                 self._delete(conn, seqs, "end")  # one SQLite transaction for the whole commit
-                self._uncache(seqs)
                 self._index.remove(seqs)
             for tx in txs:
                 tx.done = True
@@ -375,12 +369,15 @@ class SqliteBuffer(Buffer):
             self._rollback(conn)
             raise self._translate(exc, op) from exc
 
-    def _cache_take(self, seq: int) -> tuple[pa.RecordBatch, None] | None:
+    def _stored(self, conn: sqlite3.Connection, seq: int) -> pa.RecordBatch | tuple[bytes, int]:
+        """The batch from the write-through cache, or its stored ``(blob, crc32)`` row. A batch
+        leaves the cache when it is taken: the transaction holds it now, and the room goes to
+        batches not yet taken (a rejected one is read back from the store)."""
         hit = self._cache.pop(seq, None)
         if hit is None:
-            return None
+            return conn.execute("SELECT blob, crc32 FROM batches WHERE seq = ?", (seq,)).fetchone()
         self._cache_bytes -= hit[1]
-        return hit[0], None
+        return hit[0]
 
     def _uncache(self, seqs) -> None:
         for s in seqs:

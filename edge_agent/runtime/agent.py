@@ -166,7 +166,7 @@ class Agent:
                 on_drop=lambda rows, reason, _m=smetrics: _m.count_dropped(rows, reason),
             )
             runner = SinkRunner(scfg.id, sink, buf)
-            self.metrics.buffers[scfg.id] = lambda _b=buf: (_b.rows, _b.nbytes, getattr(_b, "read_backs", 0))
+            self.metrics.buffers[scfg.id] = lambda _b=buf: (_b.rows, _b.nbytes, _b.read_backs)
             self.sink_runners.append(runner)
 
     def _build_connectors(self) -> None:

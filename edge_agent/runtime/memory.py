@@ -71,32 +71,33 @@ def prefer_system_allocator() -> bool:
     return True
 
 
-_libc = None
+_LIBC: ctypes.CDLL | None | bool = None  # loaded once; False where there is no glibc
+
+
+def _glibc(symbol: str):
+    """The glibc function ``symbol``, or None (musl on Alpine and others have no mallopt or
+    malloc_trim: nothing to tune)."""
+    global _LIBC
+    if _LIBC is None:
+        name = ctypes.util.find_library("c")
+        try:
+            _LIBC = ctypes.CDLL(name) if name else False
+        except OSError:
+            _LIBC = False
+    return getattr(_LIBC, symbol, None) if _LIBC else None
 
 
 def trim() -> bool:
     """Give freed heap pages back to the OS (glibc ``malloc_trim``): freed blocks in the middle of
     the heap are not returned otherwise. Cheap enough after each sink commit; False without glibc."""
-    global _libc
-    if _libc is None:
-        name = ctypes.util.find_library("c")
-        try:
-            _libc = ctypes.CDLL(name) if name else False
-            _libc and _libc.malloc_trim  # noqa: B018 - musl has no malloc_trim
-        except (OSError, AttributeError):
-            _libc = False
-    return bool(_libc) and bool(_libc.malloc_trim(0))
+    malloc_trim = _glibc("malloc_trim")
+    return malloc_trim is not None and bool(malloc_trim(0))
 
 
 def _tune_glibc(mmap_threshold: int, arena_max: int) -> bool:
-    libc_name = ctypes.util.find_library("c")
-    if not libc_name:
+    mallopt = _glibc("mallopt")
+    if mallopt is None:
         return False
-    try:
-        libc = ctypes.CDLL(libc_name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False  # musl (Alpine) and others: nothing to tune
     ok = True
     if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
         ok &= bool(mallopt(M_MMAP_THRESHOLD, mmap_threshold))

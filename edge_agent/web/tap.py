@@ -85,10 +85,9 @@ class LastValues:
         text_col = batch.column("value_text")
         if text_col.null_count < batch.num_rows:
             valid = numpy_valid(text_col)
-            valid = np.ones(batch.num_rows, dtype=bool) if valid is None else valid
-            tr = rows[valid[rows]] if len(rows) else rows
+            tr = rows if valid is None else rows[valid[rows]]
             if len(tr):
-                texts = text_col.take(arrow_from_numpy(tr.astype(np.int64), pa.int64())).to_pylist()
+                texts = text_col.take(arrow_from_numpy(tr.astype(np.int64, copy=False), pa.int64())).to_pylist()
                 for i, s in zip(ids[tr].tolist(), texts, strict=True):
                     self.text[i] = s if len(s) <= 512 else s[:509] + "..."
 
